@@ -49,7 +49,9 @@ _build_mmcv_wheel() {
     _log "building mmcv $MMCV_VERSION with ops (once; ~12 min on 2 cores) ..."
     rm -rf "$bvenv" "$src" && mkdir -p "$src" "$out"
     "$py" -m venv "$bvenv"
-    "$bvenv/bin/pip" install -q $TORCH_SPEC "setuptools<70" wheel ninja numpy
+    "$bvenv/bin/pip" install -q $TORCH_SPEC numpy wheel ninja
+    # mmcv's setup.py needs pkg_resources (setuptools < 70); torch asks for >= 77 but builds fine.
+    "$bvenv/bin/pip" install -q "setuptools<70" 2>&1 | grep -v "dependency conflicts\|requires setuptools\|resolver does not" >&2 || true
     # The sdist's metadata step imports torch, hence --no-build-isolation.
     "$bvenv/bin/pip" download -q --no-deps --no-binary :all: --no-build-isolation \
         "mmcv==$MMCV_VERSION" -d "$src"

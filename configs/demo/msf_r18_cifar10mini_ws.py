@@ -1,0 +1,23 @@
+# Demo: MSF w/s on the bundled real images (data/cifar10_mini), small-image ResNet-18,
+# CPU-sized schedule. `bash tools/demo.sh` trains it and compares kNN accuracy with random init.
+_base_ = [
+    '../_base_/models/msf_r18_small.py',
+    '../_base_/datasets/cifar10_mini_msf.py',
+    '../_base_/schedules/sgd_coslr_200e.py',
+    '../_base_/default_runtime.py',
+]
+max_epochs = 20
+model = dict(backbone=dict(base_channels=32),
+             neck=dict(in_channels=256, hid_channels=512, out_channels=64),
+             predictor=dict(in_channels=64, hid_channels=512, out_channels=64),
+             memory_bank=dict(size=2048, dim=64), topk=5)
+optim_wrapper = dict(optimizer=dict(lr=0.05))
+param_scheduler = [dict(type='CosineAnnealingLR', T_max=max_epochs, by_epoch=True, begin=0,
+                        end=max_epochs)]
+train_cfg = dict(max_epochs=max_epochs)
+default_hooks = dict(logger=dict(interval=5), checkpoint=dict(interval=5, max_keep_ckpts=1))
+custom_hooks = [
+    dict(type='MomentumUpdateHook', momentum=0.99),
+    dict(type='NNMemoryBankHook', interval=5),
+    dict(type='RandomStateHook'),
+]

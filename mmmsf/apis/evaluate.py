@@ -1,0 +1,47 @@
+"""Build a pre-trained model from a config + checkpoint and score it with kNN."""
+from typing import Dict, Optional
+
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+from mmengine.runner import Runner, load_checkpoint
+
+from mmmsf.evaluation import knn_evaluate
+from mmmsf.registry import MODELS
+
+
+def build_model(cfg: Config, checkpoint: Optional[str] = None, seed: int = 0) -> torch.nn.Module:
+    """The config's model, initialised (seeded) and, if given, loaded from ``checkpoint``.
+
+    A checkpoint whose backbone keys do not match the model is an error, never a silent
+    random initialisation.
+    """
+    init_default_scope(cfg.get('default_scope', 'mmmsf'))
+    torch.manual_seed(seed)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    if checkpoint:
+        ckpt = load_checkpoint(model, checkpoint, map_location='cpu', strict=False,
+                               revise_keys=[(r'^module\.', '')])
+        state = ckpt.get('state_dict', ckpt)
+        missing = [k for k in model.backbone.state_dict() if f'backbone.{k}' not in state]
+        if missing:
+            raise KeyError(f'{checkpoint} lacks {len(missing)} backbone weights (e.g. '
+                           f'{missing[:3]}): it is not an mmmsf checkpoint of this model; convert '
+                           'it with tools/model_converters or pick the matching config.')
+    return model
+
+
+def knn_from_config(cfg: Config, checkpoint: Optional[str] = None,
+                    cache_dir: Optional[str] = None, weighted: Optional[bool] = None,
+                    device: Optional[str] = None) -> Dict[str, float]:
+    """kNN accuracy of ``checkpoint`` (or of the randomly initialised model when None)."""
+    model = build_model(cfg, checkpoint)
+    knn_cfg = dict(cfg.get('knn_cfg', {}))
+    if weighted is not None:
+        knn_cfg['weighted'] = weighted
+    train_loader = Runner.build_dataloader(cfg.knn_train_dataloader)
+    test_loader = Runner.build_dataloader(cfg.knn_test_dataloader)
+    dev = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    return knn_evaluate(model, train_loader, test_loader, ks=knn_cfg.get('ks', (1, 20)),
+                        weighted=knn_cfg.get('weighted', False), cache_dir=cache_dir, device=dev)

@@ -1,0 +1,46 @@
+"""Build an mmengine Runner for pre-training and run it (used by tools/train.py)."""
+import os
+import os.path as osp
+from typing import Optional
+
+import torch
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+
+def prepare_train_cfg(cfg: Config, work_dir: Optional[str] = None, resume: Optional[str] = None,
+                      amp: bool = False, launcher: str = 'none') -> Config:
+    """Fill in the run-specific parts of a pre-training config."""
+    cfg.launcher = launcher
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(cfg.filename))[0])
+    if resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif resume is not None:
+        cfg.resume, cfg.load_from = True, resume
+    if amp:
+        if cfg.optim_wrapper.get('type', 'OptimWrapper') != 'OptimWrapper':
+            raise ValueError('--amp works with optim_wrapper.type=OptimWrapper only.')
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        if not torch.cuda.is_available():
+            cfg.optim_wrapper.setdefault('dtype', 'bfloat16')
+    if launcher != 'none' and not torch.cuda.is_available():
+        # CPU multi-process: gloo, and DDP without device ids.
+        cfg.env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
+        cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None,
+                                     broadcast_buffers=False)
+    return cfg
+
+
+def train(cfg: Config) -> Runner:
+    """Build the runner from ``cfg`` and train; returns the runner (its model holds the result)."""
+    if 'runner_type' not in cfg:
+        runner = Runner.from_cfg(cfg)
+    else:
+        from mmengine.registry import RUNNERS
+        runner = RUNNERS.build(cfg)
+    runner.train()
+    return runner

@@ -1,0 +1,5 @@
+from .image_folder import ImageFolder
+from .samplers import ResumableSampler
+from .transforms import *  # noqa: F401,F403
+
+__all__ = ['ImageFolder', 'ResumableSampler']

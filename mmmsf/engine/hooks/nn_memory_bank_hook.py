@@ -1,0 +1,57 @@
+"""Owner of the NN memory bank's life cycle: checks at start, statistics, checkpoint checks."""
+from mmengine.dist import get_world_size
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+
+from mmmsf.registry import HOOKS
+
+
+@HOOKS.register_module()
+class NNMemoryBankHook(Hook):
+    """Validates the bank against the run, logs its statistics, guards its checkpointed state.
+
+    * ``before_train``: the bank size must be a multiple of the global batch and >= k (clear
+      error naming the fix); the bank's memory is reported.
+    * every ``interval`` iterations: bank fill fraction, write pointer and (from the loss dict)
+      training-time purity -- the share of the k neighbours, self excluded, with the query's
+      label (paper Fig. 4) -- are logged.
+    * ``after_load_checkpoint``: the saved bank must have the configured shape, so a resumed run
+      continues with the very same bank and pointer (buffers of the model's state dict).
+    """
+
+    priority = 'NORMAL'
+
+    def __init__(self, interval: int = 50):
+        self.interval = interval
+
+    @staticmethod
+    def _model(runner):
+        return runner.model.module if is_model_wrapper(runner.model) else runner.model
+
+    def before_train(self, runner) -> None:
+        model = self._model(runner)
+        bank = model.memory_bank
+        batch = runner.train_dataloader.batch_size
+        bank.check_batch(batch * get_world_size(), getattr(model, 'topk', 1))
+        mib = bank.bank.numel() * bank.bank.element_size() / 2**20
+        runner.logger.info(f'NN memory bank: {bank.size} x {bank.dim} {bank.bank.dtype} '
+                           f'({mib:.1f} MiB), global batch {batch * get_world_size()}, '
+                           f'k={getattr(model, "topk", "?")}, search={bank.search_backend}')
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        if not self.every_n_train_iters(runner, self.interval):
+            return
+        bank = self._model(runner).memory_bank
+        runner.message_hub.update_scalar('train/bank_fill', bank.fill)
+        runner.message_hub.update_scalar('train/bank_ptr', int(bank.ptr))
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        state = checkpoint.get('state_dict', {})
+        key = next((k for k in state if k.endswith('memory_bank.bank')), None)
+        if key is None:
+            return
+        bank = self._model(runner).memory_bank
+        if tuple(state[key].shape) != (bank.size, bank.dim):
+            raise ValueError(f'checkpoint memory bank {tuple(state[key].shape)} differs from the '
+                             f'configured {bank.size} x {bank.dim}: resume with the same '
+                             'model.memory_bank settings (or load weights with load_from).')

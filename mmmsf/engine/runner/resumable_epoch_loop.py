@@ -1,0 +1,31 @@
+"""Epoch-based training loop that resumes in the middle of an epoch.
+
+mmengine's ``EpochBasedTrainLoop`` restarts a resumed epoch from its first batch, so a run killed
+mid-epoch would see part of that epoch twice. This loop skips the batches already trained,
+at the sampler (no image of them is loaded), with :class:`~mmmsf.datasets.ResumableSampler`.
+"""
+from mmengine.runner import EpochBasedTrainLoop
+
+from mmmsf.registry import LOOPS
+
+
+@LOOPS.register_module()
+class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
+
+    def run_epoch(self) -> None:
+        self.runner.call_hook('before_train_epoch')
+        self.runner.model.train()
+        done = self._iter - self._epoch * len(self.dataloader)
+        sampler = self.dataloader.sampler
+        if done > 0:
+            if not hasattr(sampler, 'skip'):
+                raise TypeError('resuming mid-epoch needs train_dataloader.sampler='
+                                "dict(type='ResumableSampler'); fix the config.")
+            sampler.skip = done * self.dataloader.batch_size
+            self.runner.logger.info(f'resuming epoch {self._epoch + 1} after batch {done}')
+        else:
+            done = 0
+        for idx, data_batch in enumerate(self.dataloader, start=done):
+            self.run_iter(idx, data_batch)
+        self.runner.call_hook('after_train_epoch')
+        self._epoch += 1

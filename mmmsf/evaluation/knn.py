@@ -1,0 +1,97 @@
+"""k-nearest-neighbour evaluation of a frozen backbone (paper Table 2, 1-NN and 20-NN).
+
+Protocol (reference code): pooled backbone features of both splits (eval mode), L2-normalised,
+exact inner-product search with faiss (``IndexFlatIP``), and an *unweighted* majority vote
+among the k nearest training images (ties go to the class of the nearer neighbours). The
+similarity-weighted vote ``sum exp(s / T)`` (InstDisc/DINO) is available with ``weighted=True``.
+"""
+import os
+import os.path as osp
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from mmengine.logging import MMLogger
+
+
+@torch.no_grad()
+def extract_features(model, dataloader, device: Optional[torch.device] = None,
+                     cache_file: Optional[str] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """L2-normalised pooled features and labels of every image of ``dataloader``.
+
+    ``model`` has a ``data_preprocessor`` and ``extract_feat`` (e.g. an MSF model). With
+    ``cache_file`` the result is stored as ``.npz`` and re-read on the next call.
+    """
+    if cache_file and osp.isfile(cache_file):
+        data = np.load(cache_file)
+        return torch.from_numpy(data['feats']), torch.from_numpy(data['labels'])
+    was_training = model.training
+    model.eval()
+    if device is not None:
+        model.to(device)
+    feats, labels = [], []
+    for batch in dataloader:
+        data = model.data_preprocessor(batch, False)
+        x = data['inputs'][0]
+        f = model.extract_feat(x)
+        feats.append(F.normalize(f.float(), dim=1).cpu())
+        labels.append(torch.tensor([int(ds.gt_label) for ds in data['data_samples']]))
+    model.train(was_training)
+    feats_t, labels_t = torch.cat(feats), torch.cat(labels)
+    if cache_file:
+        os.makedirs(osp.dirname(osp.abspath(cache_file)), exist_ok=True)
+        np.savez(cache_file, feats=feats_t.numpy(), labels=labels_t.numpy())
+    return feats_t, labels_t
+
+
+def knn_classify(train_feats: torch.Tensor, train_labels: torch.Tensor,
+                 test_feats: torch.Tensor, test_labels: torch.Tensor,
+                 ks: Sequence[int] = (1, 20), weighted: bool = False,
+                 temperature: float = 0.07, batch_size: int = 4096) -> Dict[str, float]:
+    """Top-1 accuracy (%) of the k-NN vote for each k in ``ks`` (features already unit-norm)."""
+    import faiss
+    if len(train_feats) == 0 or len(test_feats) == 0:
+        raise ValueError('kNN evaluation needs at least one train and one test image.')
+    kmax = max(ks)
+    if kmax > len(train_feats):
+        raise ValueError(f'k={kmax} > number of training images {len(train_feats)}: lower k.')
+    num_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    index = faiss.IndexFlatIP(train_feats.shape[1])
+    index.add(np.ascontiguousarray(train_feats.numpy().astype(np.float32)))
+    correct = {k: 0 for k in ks}
+    for start in range(0, len(test_feats), batch_size):  # any number of test images
+        q = np.ascontiguousarray(test_feats[start:start + batch_size].numpy().astype(np.float32))
+        sim, idx = index.search(q, kmax)
+        sim_t, nb_labels = torch.from_numpy(sim), train_labels[torch.from_numpy(idx)]
+        truth = test_labels[start:start + batch_size]
+        for k in ks:
+            pred = vote(nb_labels[:, :k], sim_t[:, :k], num_classes, weighted, temperature)
+            correct[k] += int((pred == truth).sum())
+    return {f'{k}-NN': 100.0 * correct[k] / len(test_feats) for k in ks}
+
+
+def vote(nb_labels: torch.Tensor, sim: torch.Tensor, num_classes: int, weighted: bool = False,
+         temperature: float = 0.07) -> torch.Tensor:
+    """Class with most votes among neighbours (B, k); ties go to the nearer neighbours' class."""
+    k = nb_labels.shape[1]
+    if weighted:
+        w = torch.exp(sim / temperature)
+    else:  # one vote each; a tiny rank-decreasing bonus breaks ties towards nearer neighbours
+        w = 1.0 + 1e-6 * torch.arange(k, 0, -1, dtype=torch.float64).expand(len(nb_labels), k)
+    scores = torch.zeros(len(nb_labels), num_classes, dtype=torch.float64)
+    scores.scatter_add_(1, nb_labels.long(), w.double())
+    return scores.argmax(dim=1)
+
+
+def knn_evaluate(model, train_loader, test_loader, ks: Sequence[int] = (1, 20),
+                 weighted: bool = False, cache_dir: Optional[str] = None,
+                 device: Optional[torch.device] = None) -> Dict[str, float]:
+    """Extract features of both splits with ``model`` and return ``{'1-NN': .., '20-NN': ..}``."""
+    logger = MMLogger.get_current_instance()
+    tr = extract_features(model, train_loader, device,
+                          cache_file=osp.join(cache_dir, 'train.npz') if cache_dir else None)
+    te = extract_features(model, test_loader, device,
+                          cache_file=osp.join(cache_dir, 'test.npz') if cache_dir else None)
+    logger.info(f'kNN: {len(tr[0])} train / {len(te[0])} test features of dim {tr[0].shape[1]}')
+    return knn_classify(tr[0], tr[1], te[0], te[1], ks=ks, weighted=weighted)

@@ -1,0 +1,3 @@
+from .msf import MSF
+
+__all__ = ['MSF']

@@ -1,0 +1,3 @@
+from .mean_shift_loss import MeanShiftLoss
+
+__all__ = ['MeanShiftLoss']

@@ -1,0 +1,38 @@
+"""mmmsf's registries: children of mmengine's root registries (scope ``mmmsf``).
+
+Configs set ``default_scope = 'mmmsf'``; each registry imports its ``locations`` lazily, so a
+tool need not import every module, and a new selector/loss/hook is one new file registered here
+by its decorator (plus one config that names it).
+"""
+from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
+from mmengine.registry import DATASETS as MMENGINE_DATASETS
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import LOOPS as MMENGINE_LOOPS
+from mmengine.registry import METRICS as MMENGINE_METRICS
+from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
+from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
+from mmengine.registry import OPTIMIZERS as MMENGINE_OPTIMIZERS
+from mmengine.registry import PARAM_SCHEDULERS as MMENGINE_PARAM_SCHEDULERS
+from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
+from mmengine.registry import Registry
+
+MODELS = Registry('model', parent=MMENGINE_MODELS, locations=['mmmsf.models'])
+MODEL_WRAPPERS = Registry(
+    'model_wrapper', parent=MMENGINE_MODEL_WRAPPERS, locations=['mmmsf.models'])
+DATASETS = Registry('dataset', parent=MMENGINE_DATASETS, locations=['mmmsf.datasets'])
+DATA_SAMPLERS = Registry(
+    'data sampler', parent=MMENGINE_DATA_SAMPLERS, locations=['mmmsf.datasets'])
+TRANSFORMS = Registry(
+    'transform', parent=MMENGINE_TRANSFORMS, locations=['mmmsf.datasets.transforms'])
+HOOKS = Registry('hook', parent=MMENGINE_HOOKS, locations=['mmmsf.engine.hooks'])
+LOOPS = Registry('loop', parent=MMENGINE_LOOPS, locations=['mmmsf.engine.runner'])
+METRICS = Registry('metric', parent=MMENGINE_METRICS, locations=['mmmsf.evaluation'])
+OPTIMIZERS = Registry('optimizer', parent=MMENGINE_OPTIMIZERS, locations=['mmmsf.engine'])
+OPTIM_WRAPPERS = Registry(
+    'optim_wrapper', parent=MMENGINE_OPTIM_WRAPPERS, locations=['mmmsf.engine'])
+PARAM_SCHEDULERS = Registry(
+    'parameter scheduler', parent=MMENGINE_PARAM_SCHEDULERS, locations=['mmmsf.engine'])
+# Neighbour selectors (MSF's top-k and CMSF's constrained variants) are models too: they are
+# built from the algorithm's ``selector=dict(type=...)``.
+SELECTORS = MODELS

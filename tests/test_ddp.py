@@ -1,0 +1,114 @@
+"""Two gloo processes vs. one: identical banks, and (BN-free) identical losses to 1 x 2b."""
+import os
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+import torch.nn as nn
+
+from mmmsf.registry import MODELS
+
+STEPS, B, DIM = 4, 4, 8
+
+
+@MODELS.register_module(force=True)
+class ToyEncoder(nn.Module):
+    """A BN-free encoder: pooled linear features (torch's SyncBatchNorm needs CUDA)."""
+
+    def __init__(self, out: int = 16):
+        super().__init__()
+        self.fc = nn.Linear(3 * 4 * 4, out)
+        self.feat_dim = out
+
+    def forward(self, x):
+        return torch.relu(self.fc(nn.functional.adaptive_avg_pool2d(x, 4).flatten(1)))
+
+
+def toy_cfg():
+    return dict(type='MSF', backbone=dict(type='ToyEncoder', out=16),
+                neck=dict(type='MLPNeck', in_channels=16, hid_channels=32, out_channels=DIM,
+                          with_bn=False),
+                predictor=dict(type='MLPNeck', in_channels=DIM, hid_channels=32,
+                               out_channels=DIM, with_bn=False),
+                memory_bank=dict(type='NNMemoryBank', size=32, dim=DIM), topk=3,
+                target_bn='none')
+
+
+def global_batch(step):
+    g = torch.Generator().manual_seed(100 + step)
+    n = 2 * B
+    return [torch.randn(n, 3, 8, 8, generator=g), torch.randn(n, 3, 8, 8, generator=g)]
+
+
+def run(rank: int, world: int, port: int, out_dir: str):
+    from mmengine.registry import init_default_scope
+    from mmengine.structures import BaseDataElement
+    init_default_scope('mmmsf')
+    torch.set_num_threads(1)
+    if world > 1:
+        torch.distributed.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}',
+                                             rank=rank, world_size=world)
+    torch.manual_seed(0)
+    model = MODELS.build(toy_cfg())
+    model.init_weights()
+    net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    opt = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
+    per = 2 * B // world
+    rec = dict(loss=[], bank=[], sample_idx=[])
+    for step in range(STEPS):
+        x = [v[rank * per:(rank + 1) * per] for v in global_batch(step)]
+        ds = [BaseDataElement(metainfo=dict(sample_idx=rank * per + i + 100 * step))
+              for i in range(per)]
+        model.momentum_update(0.9)
+        loss = net(x, ds, mode='loss')['loss']
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if world > 1:
+            loss = loss.detach().clone()
+            torch.distributed.all_reduce(loss)
+            loss /= world
+        rec['loss'].append(float(loss))
+        rec['bank'].append(model.memory_bank.bank.clone())
+        rec['sample_idx'].append(model.memory_bank.sample_idx.clone())
+    torch.save(rec, os.path.join(out_dir, f'world{world}_rank{rank}.pt'))
+    if world > 1:
+        torch.distributed.destroy_process_group()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope='module')
+def records(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp('ddp'))
+    run(0, 1, 0, out)
+    mp.spawn(run, args=(2, free_port(), out), nprocs=2, join=True)
+    return {k: torch.load(os.path.join(out, f'{k}.pt'))
+            for k in ('world1_rank0', 'world2_rank0', 'world2_rank1')}
+
+
+def test_ranks_hold_identical_banks_after_every_step(records):
+    r0, r1 = records['world2_rank0'], records['world2_rank1']
+    for step in range(STEPS):
+        assert torch.equal(r0['bank'][step], r1['bank'][step])
+        assert torch.equal(r0['sample_idx'][step], r1['sample_idx'][step])
+
+
+def test_bank_filled_with_both_ranks_in_rank_order(records):
+    idx = records['world2_rank0']['sample_idx'][STEPS - 1]
+    for step in range(STEPS):  # rank 0's B entries, then rank 1's, at slots 2B*step...
+        expect = [i + 100 * step for i in range(2 * B)]
+        assert idx[2 * B * step:2 * B * (step + 1)].tolist() == expect
+
+
+def test_two_processes_equal_one_process_with_double_batch(records):
+    one, two = records['world1_rank0'], records['world2_rank0']
+    for step in range(STEPS):
+        assert abs(one['loss'][step] - two['loss'][step]) < 1e-5, step
+        assert torch.allclose(one['bank'][step], two['bank'][step], atol=1e-5)
+    assert one['loss'][0] != one['loss'][-1]  # the model did change

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The test suite: set up the environment if needed, then run pytest on the CPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source tools/setup_env.sh
+python -m pytest tests "$@"

@@ -1,0 +1,35 @@
+"""Pre-train MSF / CMSF with mmengine's Runner.
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--cfg-options k=v]
+    bash tools/dist_train.sh CONFIG NUM_GPUS [...]
+"""
+import argparse
+
+from mmengine.config import DictAction
+
+from mmmsf.apis import load_config, prepare_train_cfg, train
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description='Pre-train a mean-shift model.')
+    p.add_argument('config')
+    p.add_argument('--work-dir', help='where logs and checkpoints go')
+    p.add_argument('--resume', nargs='?', const='auto', default=None,
+                   help='resume from CKPT, or from the latest checkpoint of work-dir if no CKPT')
+    p.add_argument('--amp', action='store_true', help='automatic mixed precision')
+    p.add_argument('--data-root', help='override the data_root of every dataset')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys')
+    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
+    p.add_argument('--local-rank', '--local_rank', type=int, default=0)
+    return p.parse_args()
+
+
+def main():
+    args = parse_args()
+    cfg = load_config(args.config, args.cfg_options, args.data_root)
+    cfg = prepare_train_cfg(cfg, args.work_dir, args.resume, args.amp, args.launcher)
+    train(cfg)
+
+
+if __name__ == '__main__':
+    main()
