@@ -23,3 +23,6 @@ log_level = 'INFO'
 load_from = None
 resume = False
 randomness = dict(seed=0, deterministic=False)
+# Scalars (loss, purity, bank statistics, lr) also go to <work_dir>/<timestamp>/vis_data/scalars.json,
+# which tools/analysis reads to draw the paper's figures.
+visualizer = dict(type='Visualizer', vis_backends=[dict(type='LocalVisBackend')])
