@@ -62,7 +62,7 @@ def test_k1_equals_byol_asym_loss_and_gradients():
 def test_loss_is_mean_of_squared_distances_to_topk():
     m = build(topk=4, target_bn='none', size=64)
     x = views(16, 3)
-    m.memory_bank.enqueue(F.normalize(torch.randn(48, 16), dim=1))  # fill with other entries
+    m.memory_bank.enqueue(F.normalize(torch.randn(32, 16), dim=1))  # fill with other entries
     out = m(x, samples(16), mode='loss')
     with torch.no_grad():
         u = F.normalize(m.target_neck(m.target_backbone(x[0])), dim=1)
@@ -75,15 +75,19 @@ def test_loss_is_mean_of_squared_distances_to_topk():
 
 
 def test_sum_of_distances_and_distance_to_mean_give_same_gradient():
-    v0 = F.normalize(torch.randn(6, 8), dim=1)
+    """Paper §2: for unit vectors, (1/k) sum_j ||v - z_j||^2 and ||v - mean_j z_j||^2 differ by a
+    constant, so the gradient reaching the (pre-normalisation) prediction is identical."""
+    p0 = torch.randn(6, 8)
     z = F.normalize(torch.randn(6, 5, 8), dim=-1)
-    grads = []
+    grads, values = [], []
     for mode in ('sum', 'mean'):
-        v = v0.clone().requires_grad_(True)
-        MeanShiftLoss(mode=mode)(v, z).backward()
-        grads.append(v.grad)
+        p = p0.clone().requires_grad_(True)
+        loss = MeanShiftLoss(mode=mode)(F.normalize(p, dim=1), z)
+        loss.backward()
+        grads.append(p.grad)
+        values.append(float(loss))
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
-    assert grads[0].abs().sum() > 0
+    assert grads[0].abs().sum() > 0 and abs(values[0] - values[1]) > 1e-3
 
 
 def test_purity_excludes_self():

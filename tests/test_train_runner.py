@@ -95,13 +95,13 @@ def test_resume_mid_epoch_reproduces_uninterrupted_run(tmp_path):
     cfg = prepare_train_cfg(cfg, resume=str(tmp_path / 'cut' / 'iter_6.pth'))
     runner = train(cfg)
     resumed = dict(RecordLossHook.records)
-    assert sorted(resumed) == [7, 8, 9, 10]  # mid-epoch: the rest of epoch 2 only
+    assert sorted(resumed) == [6, 7, 8, 9]  # 0-based: mid-epoch, the rest of epoch 2 only
     for it, loss in resumed.items():
         assert abs(loss - full[it]) < 1e-5, (it, loss, full[it])
     # the bank, pointer and EMA weights equal those of the uninterrupted run
     from mmmsf.utils.model_io import load_state_dict
-    a = load_state_dict(str(tmp_path / 'full' / 'epoch_2.pth'))
-    b = load_state_dict(str(tmp_path / 'cut' / 'epoch_2.pth'))
+    a = load_state_dict(str(tmp_path / 'full' / 'iter_10.pth'))
+    b = load_state_dict(str(tmp_path / 'cut' / 'iter_10.pth'))
     for key in ('memory_bank.bank', 'memory_bank.ptr', 'memory_bank.sample_idx',
                 'target_backbone.conv1.weight', 'backbone.layer4.1.conv2.weight'):
         assert torch.allclose(a[key].float(), b[key].float(), atol=1e-5), key
@@ -138,7 +138,7 @@ def test_dist_train_sh_runs_with_gloo(tmp_path, nproc):
            'train_dataloader.persistent_workers=False', 'train_cfg.max_epochs=1',
            'model.backbone.base_channels=8', 'model.neck.in_channels=64',
            'model.memory_bank.size=64', 'default_hooks.logger.interval=1']
-    env = dict(os.environ, PORT=str(29500 + nproc + os.getpid() % 1000))
+    env = dict(os.environ, PORT=str(29500 + nproc + os.getpid() % 1000), PYTHON=sys.executable)
     res = subprocess.run(cmd, cwd=ROOT, env=dict(env, OMP_NUM_THREADS='1'),
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]

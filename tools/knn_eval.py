@@ -1,14 +1,21 @@
 """kNN accuracy (1-NN / 20-NN, paper Table 2) of a pre-trained checkpoint.
 
-    python tools/knn_eval.py CONFIG CHECKPOINT [--weighted] [--cache-dir DIR]
+    python tools/knn_eval.py CONFIG CHECKPOINT [--weighted] [--ks 1 20] [--cache-dir DIR]
     python tools/knn_eval.py CONFIG --random-init      # the random-initialisation baseline
+
+Unweighted majority vote as in the paper (``--weighted``: similarity-weighted vote,
+``exp(s / T)``). Features are cached with ``--cache-dir`` (recomputed when the weights or images
+change). The result is printed and written to <checkpoint folder>/eval/knn_<checkpoint>.json
+(``--out`` elsewhere), which tools/analysis/results_table.py reads.
 """
 import argparse
 import json
+import os.path as osp
 
 from mmengine.config import DictAction
 
 from mmmsf.apis import knn_from_config, load_config
+from mmmsf.evaluation.results_io import results_path, write_results
 
 
 def main():
@@ -17,7 +24,10 @@ def main():
     p.add_argument('checkpoint', nargs='?')
     p.add_argument('--random-init', action='store_true', help='evaluate the untrained model')
     p.add_argument('--weighted', action='store_true', help='similarity-weighted vote')
+    p.add_argument('--temperature', type=float, help='temperature T of the weighted vote')
+    p.add_argument('--ks', type=int, nargs='+', help='values of k (default: knn_cfg.ks)')
     p.add_argument('--cache-dir', help='cache extracted features here')
+    p.add_argument('--out', help='result JSON (default <checkpoint folder>/eval/knn_*.json)')
     p.add_argument('--data-root')
     p.add_argument('--device')
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
@@ -25,10 +35,21 @@ def main():
     if not args.checkpoint and not args.random_init:
         p.error('give a CHECKPOINT or --random-init')
     cfg = load_config(args.config, args.cfg_options, args.data_root)
-    res = knn_from_config(cfg, None if args.random_init else args.checkpoint,
-                          cache_dir=args.cache_dir, weighted=args.weighted or None,
-                          device=args.device)
+    knn_cfg = dict(cfg.get('knn_cfg', {}))
+    if args.ks:
+        knn_cfg['ks'] = tuple(args.ks)
+    if args.temperature is not None:
+        knn_cfg['temperature'] = args.temperature
+    cfg.knn_cfg = knn_cfg
+    ckpt = None if args.random_init else args.checkpoint
+    res = knn_from_config(cfg, ckpt, cache_dir=args.cache_dir,
+                          weighted=args.weighted or None, device=args.device)
     print(json.dumps(res))
+    stem = osp.splitext(osp.basename(ckpt))[0] if ckpt else 'random_init'
+    out = args.out or results_path(osp.dirname(osp.abspath(ckpt)) if ckpt else 'work_dirs',
+                                   'knn', stem)
+    write_results(out, 'knn', res, checkpoint=ckpt, config=osp.abspath(args.config),
+                  weighted=bool(args.weighted or knn_cfg.get('weighted', False)))
 
 
 if __name__ == '__main__':

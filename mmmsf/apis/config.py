@@ -15,7 +15,8 @@ KNOWN_TOP_LEVEL_KEYS = {
     'default_scope', 'randomness', 'experiment_name', 'cfg', 'model_wrapper_cfg', 'strategy',
     'compile', 'sync_bn', 'find_unused_parameters', 'vis_backends',
     # mmmsf
-    'knn_train_dataloader', 'knn_test_dataloader', 'knn_cfg', 'linear_cfg', 'data_root',
+    'knn_train_dataloader', 'knn_test_dataloader', 'knn_cfg', 'linear_cfg', 'transfer_cfg',
+    'data_root',
     'max_epochs', 'max_iters', 'analysis_cfg',
 }
 # Variables of pipeline building blocks that configs define for inheritance.

@@ -44,4 +44,5 @@ def knn_from_config(cfg: Config, checkpoint: Optional[str] = None,
     test_loader = Runner.build_dataloader(cfg.knn_test_dataloader)
     dev = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     return knn_evaluate(model, train_loader, test_loader, ks=knn_cfg.get('ks', (1, 20)),
-                        weighted=knn_cfg.get('weighted', False), cache_dir=cache_dir, device=dev)
+                        weighted=knn_cfg.get('weighted', False), cache_dir=cache_dir, device=dev,
+                        temperature=knn_cfg.get('temperature', 0.07))

@@ -35,8 +35,21 @@ def prepare_train_cfg(cfg: Config, work_dir: Optional[str] = None, resume: Optio
     return cfg
 
 
+def init_cpu_distributed(launcher: str) -> None:
+    """Start the gloo process group for CPU-only multi-process runs.
+
+    mmengine's ``init_dist`` always calls ``torch.cuda.set_device``, which fails without a GPU;
+    a process group that already exists is used as it is.
+    """
+    import torch.distributed as dist
+    if launcher == 'pytorch' and not torch.cuda.is_available() and not dist.is_initialized():
+        dist.init_process_group(backend='gloo', rank=int(os.environ['RANK']),
+                                world_size=int(os.environ['WORLD_SIZE']))
+
+
 def train(cfg: Config) -> Runner:
     """Build the runner from ``cfg`` and train; returns the runner (its model holds the result)."""
+    init_cpu_distributed(cfg.get('launcher', 'none'))
     if 'runner_type' not in cfg:
         runner = Runner.from_cfg(cfg)
     else:

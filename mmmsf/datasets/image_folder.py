@@ -4,8 +4,9 @@ Layouts accepted (``data_root`` + ``data_prefix``):
 
 * a folder ``<class>/<image>`` (torchvision's ImageFolder; classes sorted by name), or
 * an ``ann_file`` listing one image per line, ``relative/path.jpg [label]``, relative to the
-  split folder -- the format of the public ImageNet 1% / 10% subset lists. Without a label
-  column the label is the image's class folder.
+  split folder -- the format of the public ImageNet 1% / 10% subset lists (SimCLR's lists,
+  which name bare files ``n01440764_10026.JPEG``, are read as ``n01440764/n01440764_10026.JPEG``).
+  Without a label column the label is the image's class folder.
 """
 import os
 import os.path as osp
@@ -67,6 +68,11 @@ class ImageFolder(BaseDataset):
                 parts = line.split()
                 rel = parts[0]
                 path = osp.join(self.img_root, rel)
+                if (not osp.isfile(path) and '/' not in rel and '_' in rel
+                        and osp.isfile(osp.join(self.img_root, rel.split('_')[0], rel))):
+                    # SimCLR's 1% / 10% lists name bare files <wnid>_<n>.JPEG of class <wnid>
+                    rel = f"{rel.split('_')[0]}/{rel}"
+                    path = osp.join(self.img_root, rel)
                 if not osp.isfile(path):
                     raise FileNotFoundError(
                         f'{self.ann_file}:{ln_no}: listed image {path!r} does not exist; fix the '

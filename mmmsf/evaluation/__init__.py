@@ -1,3 +1,6 @@
-from .knn import extract_features, knn_classify, knn_evaluate, vote
+from .accuracy import TopKAccuracy, mean_per_class_accuracy, topk_accuracy
+from .feature_extraction import extract_features
+from .knn import knn_classify, knn_evaluate, vote
 
-__all__ = ['extract_features', 'knn_classify', 'knn_evaluate', 'vote']
+__all__ = ['TopKAccuracy', 'mean_per_class_accuracy', 'topk_accuracy', 'extract_features',
+           'knn_classify', 'knn_evaluate', 'vote']

@@ -4,45 +4,17 @@ Protocol (reference code): pooled backbone features of both splits (eval mode), 
 exact inner-product search with faiss (``IndexFlatIP``), and an *unweighted* majority vote
 among the k nearest training images (ties go to the class of the nearer neighbours). The
 similarity-weighted vote ``sum exp(s / T)`` (InstDisc/DINO) is available with ``weighted=True``.
+Features are cached on disk (``cache_dir``; recomputed when the weights or images change), and
+the test set is searched in chunks, so any number of test images works.
 """
-import os
 import os.path as osp
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from mmengine.logging import MMLogger
 
-
-@torch.no_grad()
-def extract_features(model, dataloader, device: Optional[torch.device] = None,
-                     cache_file: Optional[str] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-    """L2-normalised pooled features and labels of every image of ``dataloader``.
-
-    ``model`` has a ``data_preprocessor`` and ``extract_feat`` (e.g. an MSF model). With
-    ``cache_file`` the result is stored as ``.npz`` and re-read on the next call.
-    """
-    if cache_file and osp.isfile(cache_file):
-        data = np.load(cache_file)
-        return torch.from_numpy(data['feats']), torch.from_numpy(data['labels'])
-    was_training = model.training
-    model.eval()
-    if device is not None:
-        model.to(device)
-    feats, labels = [], []
-    for batch in dataloader:
-        data = model.data_preprocessor(batch, False)
-        x = data['inputs'][0]
-        f = model.extract_feat(x)
-        feats.append(F.normalize(f.float(), dim=1).cpu())
-        labels.append(torch.tensor([int(ds.gt_label) for ds in data['data_samples']]))
-    model.train(was_training)
-    feats_t, labels_t = torch.cat(feats), torch.cat(labels)
-    if cache_file:
-        os.makedirs(osp.dirname(osp.abspath(cache_file)), exist_ok=True)
-        np.savez(cache_file, feats=feats_t.numpy(), labels=labels_t.numpy())
-    return feats_t, labels_t
+from .feature_extraction import extract_features
 
 
 def knn_classify(train_feats: torch.Tensor, train_labels: torch.Tensor,
@@ -86,7 +58,8 @@ def vote(nb_labels: torch.Tensor, sim: torch.Tensor, num_classes: int, weighted:
 
 def knn_evaluate(model, train_loader, test_loader, ks: Sequence[int] = (1, 20),
                  weighted: bool = False, cache_dir: Optional[str] = None,
-                 device: Optional[torch.device] = None) -> Dict[str, float]:
+                 device: Optional[torch.device] = None,
+                 temperature: float = 0.07) -> Dict[str, float]:
     """Extract features of both splits with ``model`` and return ``{'1-NN': .., '20-NN': ..}``."""
     logger = MMLogger.get_current_instance()
     tr = extract_features(model, train_loader, device,
@@ -94,4 +67,5 @@ def knn_evaluate(model, train_loader, test_loader, ks: Sequence[int] = (1, 20),
     te = extract_features(model, test_loader, device,
                           cache_file=osp.join(cache_dir, 'test.npz') if cache_dir else None)
     logger.info(f'kNN: {len(tr[0])} train / {len(te[0])} test features of dim {tr[0].shape[1]}')
-    return knn_classify(tr[0], tr[1], te[0], te[1], ks=ks, weighted=weighted)
+    return knn_classify(tr[0], tr[1], te[0], te[1], ks=ks, weighted=weighted,
+                        temperature=temperature)

@@ -17,8 +17,11 @@ class RandomStateHook(Hook):
     priority = 'LOWEST'
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        name, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)
         checkpoint['rng_state'] = dict(
-            python=random.getstate(), numpy=np.random.get_state(legacy=False),
+            python=random.getstate(),
+            # plain Python values only, so the checkpoint loads with weights_only=True
+            numpy=(str(name), [int(k) for k in keys], int(pos), int(has_gauss), float(gauss)),
             torch=torch.get_rng_state(),
             cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])
 
@@ -27,7 +30,8 @@ class RandomStateHook(Hook):
         if not state:
             return
         random.setstate(state['python'])
-        np.random.set_state(state['numpy'])
+        name, keys, pos, has_gauss, gauss = state['numpy']
+        np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
         torch.set_rng_state(state['torch'])
         if state.get('cuda') and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state['cuda'])

@@ -1,3 +1,5 @@
+from .cmsf import CMSF
+from .linear_probe import LinearProbe
 from .msf import MSF
 
-__all__ = ['MSF']
+__all__ = ['CMSF', 'LinearProbe', 'MSF']

@@ -1,3 +1,4 @@
+from .feature_standardizer import FeatureStandardizer
 from .mlp_neck import MLPNeck
 
-__all__ = ['MLPNeck']
+__all__ = ['FeatureStandardizer', 'MLPNeck']

@@ -1,0 +1,207 @@
+"""Semi-supervised CMSF's pseudo-labeller: an MLP trained on the cached target embeddings of the
+labelled images, at mid-epoch and at each epoch end (paper §3.2).
+
+The labelled subset is a file list with one image path per line, relative to the training
+split's folder (``n01440764/n01440764_10026.JPEG``), optionally followed by a label -- the
+format of the public ImageNet 1% / 10% lists. Lines that are bare file names (SimCLR's lists)
+are matched by file name. Every listed image must be in the training set, or the run stops
+naming the first missing ones.
+
+Each round (authors' code: 10 epochs, SGD lr 0.01, momentum 0.9, weight decay 1e-4, batch
+256, a fresh optimiser per round, the classifier's weights kept between rounds) trains a copy
+of the selector's classifier on ``(cache[i], label[i])`` for the labelled images with a cached
+embedding, on rank 0; the weights are broadcast to every rank and installed in the
+:class:`~mmmsf.models.selectors.PseudoLabelSelector`, whose threshold decides which unlabelled
+queries get a constraint. The classifier is part of the model, hence of every checkpoint.
+"""
+import copy
+import os.path as osp
+import time
+from typing import Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+from mmengine.dist import broadcast, get_rank
+from mmengine.hooks import Hook
+
+from mmmsf.registry import HOOKS
+from .embedding_cache_hook import unwrap
+
+
+def read_labelled_list(path: str, dataset, data_root: Optional[str] = None) -> List[int]:
+    """Dataset indices of the images listed in ``path`` (see the module docstring)."""
+    if not osp.isfile(path) and data_root and osp.isfile(osp.join(data_root, path)):
+        path = osp.join(data_root, path)
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'labelled subset list {path!r} does not exist: fix '
+                                'labelled_list of PseudoLabelHook (a path, or relative to the '
+                                'dataset root).')
+    root = dataset.data_prefix.get('img_path', '') if hasattr(dataset, 'data_prefix') else ''
+    by_rel, by_name = {}, {}
+    for i in range(len(dataset)):
+        img = dataset.get_data_info(i)['img_path']
+        rel = osp.relpath(img, root).replace('\\', '/') if root else img
+        by_rel[rel] = i
+        by_name.setdefault(osp.basename(img), []).append(i)
+    with open(path) as f:
+        entries = [ln.split()[0] for ln in f if ln.strip() and not ln.startswith('#')]
+    if not entries:
+        raise ValueError(f'labelled subset list {path!r} is empty.')
+    found, missing = [], []
+    for rel in entries:
+        rel = rel.replace('\\', '/')
+        if rel in by_rel:
+            found.append(by_rel[rel])
+        elif '/' not in rel and len(by_name.get(rel, ())) == 1:
+            found.append(by_name[rel][0])
+        else:
+            missing.append(rel)
+    if missing:
+        raise ValueError(f'{len(missing)} of the {len(entries)} images of {path!r} are not in '
+                         f'the training set (e.g. {missing[:3]}); the paths must be relative to '
+                         f'{root!r}.')
+    return sorted(set(found))
+
+
+@HOOKS.register_module()
+class PseudoLabelHook(Hook):
+    """Train the pseudo-labelling MLP at mid-epoch and epoch end; install it on every rank.
+
+    Args:
+        labelled_list: the labelled subset's file list (e.g. ImageNet's 10% list).
+        epochs, lr, momentum, weight_decay, batch_size: one training round (reference: 10,
+            0.01, 0.9, 1e-4, 256).
+        mid_epoch: also train after the middle batch of each epoch (reference: yes).
+        seed: base seed of the rounds' batch orders (plus the iteration; a private generator,
+            the global RNG is not touched).
+    """
+
+    priority = 'NORMAL'  # before CheckpointHook: an epoch-end checkpoint has the new classifier
+
+    def __init__(self, labelled_list: str, epochs: int = 10, lr: float = 0.01,
+                 momentum: float = 0.9, weight_decay: float = 1e-4, batch_size: int = 256,
+                 mid_epoch: bool = True, seed: int = 0):
+        if epochs < 1 or batch_size < 2:
+            raise ValueError('PseudoLabelHook needs epochs >= 1 and batch_size >= 2 (BN).')
+        self.labelled_list = labelled_list
+        self.epochs, self.lr, self.momentum, self.weight_decay = epochs, lr, momentum, weight_decay
+        self.batch_size, self.mid_epoch, self.seed = batch_size, mid_epoch, seed
+        self.labelled: Optional[torch.Tensor] = None  # (L,) dataset indices
+        self.labels: Optional[torch.Tensor] = None  # (L,) their labels
+        self.rounds = 0
+
+    @staticmethod
+    def _parts(model):
+        selector = getattr(model, 'constrained_selector', None)
+        if selector is None or not hasattr(selector, 'load_classifier'):
+            raise ValueError('PseudoLabelHook needs a CMSF model with '
+                             "constrained_selector=dict(type='PseudoLabelSelector').")
+        cache = getattr(model, 'embedding_cache', None)
+        if cache is None:
+            raise ValueError('PseudoLabelHook needs the embedding cache: set '
+                             "model.embedding_cache=dict(type='EmbeddingCache') and add "
+                             "dict(type='EmbeddingCacheHook') to custom_hooks.")
+        return selector, cache
+
+    def set_labelled(self, model, dataset) -> None:
+        """Read the list, keep the labelled indices/labels, mark them in the selector."""
+        selector, _ = self._parts(model)
+        idx = read_labelled_list(self.labelled_list, dataset, getattr(dataset, 'data_root', None))
+        labels = [dataset.get_data_info(i).get('gt_label', -1) for i in idx]
+        if min(labels) < 0:
+            raise ValueError('PseudoLabelHook: the training set has no labels for the listed '
+                             'images; use a dataset with with_label=True.')
+        if max(labels) >= selector.num_classes:
+            raise ValueError(f'label {max(labels)} >= PseudoLabelSelector num_classes='
+                             f'{selector.num_classes}: set num_classes to the dataset\'s.')
+        self.labelled = torch.tensor(idx, dtype=torch.long)
+        self.labels = torch.tensor(labels, dtype=torch.long)
+        mask = torch.zeros(len(dataset), dtype=torch.bool)
+        mask[self.labelled] = True
+        selector.set_labelled(mask)
+
+    def before_run(self, runner) -> None:
+        dataset = runner.train_dataloader.dataset
+        self.set_labelled(unwrap(runner), dataset)
+        runner.logger.info(f'semi-supervised CMSF: {len(self.labelled)} labelled images '
+                           f'({100 * len(self.labelled) / len(dataset):.1f}% of {len(dataset)}) '
+                           f'from {self.labelled_list}')
+
+    # ------------------------------------------------------------------ training
+    def train_classifier(self, model, seed: Optional[int] = None) -> Dict[str, float]:
+        """One training round (rank 0) + broadcast + install; returns its statistics.
+
+        ``seed`` orders the batches (default: the hook's seed + rounds done).
+        """
+        selector, cache = self._parts(model)
+        if self.labelled is None:
+            raise RuntimeError('PseudoLabelHook.set_labelled() was not called.')
+        device = next(selector.classifier.parameters()).device
+        state = selector.classifier.state_dict()
+        stats = torch.zeros(3, dtype=torch.float64)  # samples, final train accuracy, loss
+        if get_rank() == 0:
+            emb, valid = cache.get(self.labelled, device=device)
+            x, y = emb[valid], self.labels.to(device)[valid]
+            if x.shape[0] >= 2:
+                seed = self.seed + self.rounds if seed is None else seed
+                clf, acc, loss = self._fit(selector.classifier, x, y, seed)
+                state = clf.state_dict()
+                stats = torch.tensor([x.shape[0], acc, loss], dtype=torch.float64)
+        broadcast(stats, src=0)
+        if stats[0] < 2:
+            return dict(samples=float(stats[0]))  # nothing cached yet: keep the classifier
+        state = {k: v.detach().clone() for k, v in state.items()}
+        for v in state.values():
+            broadcast(v, src=0)
+        selector.load_classifier(state)
+        self.rounds += 1
+        return dict(samples=float(stats[0]), train_acc=float(stats[1]), loss=float(stats[2]))
+
+    def _fit(self, classifier: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int):
+        clf = copy.deepcopy(classifier)
+        for p in clf.parameters():
+            p.requires_grad = True
+        clf.train()
+        opt = torch.optim.SGD(clf.parameters(), lr=self.lr, momentum=self.momentum,
+                              weight_decay=self.weight_decay)
+        gen = torch.Generator().manual_seed(seed)
+        n = x.shape[0]
+        loss = torch.zeros(())
+        with torch.enable_grad():
+            for _ in range(self.epochs):
+                order = torch.randperm(n, generator=gen).to(x.device)
+                for start in range(0, n, self.batch_size):
+                    batch = order[start:start + self.batch_size]
+                    if batch.numel() < 2:  # BN needs two samples
+                        continue
+                    loss = F.cross_entropy(clf(x[batch]), y[batch])
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+        clf.eval()
+        with torch.no_grad():
+            acc = (clf(x).argmax(dim=1) == y).float().mean()
+        for p in clf.parameters():
+            p.requires_grad = False
+        return clf, float(acc), float(loss.detach())
+
+    def _round(self, runner, when: str) -> None:
+        t0 = time.time()
+        # seeded by the iteration, so a resumed run trains exactly as the uninterrupted one
+        stats = self.train_classifier(unwrap(runner), seed=self.seed + runner.iter)
+        if 'train_acc' not in stats:
+            runner.logger.info(f'pseudo-label classifier ({when}): no cached labelled '
+                               'embedding yet, not trained')
+            return
+        runner.logger.info(
+            f'pseudo-label classifier ({when}, epoch {runner.epoch + 1}): '
+            f'{int(stats["samples"])} labelled embeddings, train accuracy '
+            f'{100 * stats["train_acc"]:.1f}%, {time.time() - t0:.1f} s')
+        runner.message_hub.update_scalar('train/pseudo_clf_train_acc', stats['train_acc'])
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        if self.mid_epoch and batch_idx + 1 == len(runner.train_dataloader) // 2:
+            self._round(runner, 'mid-epoch')
+
+    def after_train_epoch(self, runner) -> None:
+        self._round(runner, 'epoch end')

@@ -1,0 +1,50 @@
+"""CMSF-KM: C = the bank entries in the query's k-means cluster (paper §3.1, "CMSF-KM").
+
+The cluster id of every dataset image comes from :class:`~mmmsf.engine.hooks.KMeansClusterHook`,
+which clusters the cached latest target embedding of every image at each epoch end. Bank entries
+are looked up by the dataset index written with them, with the *current* assignment (as in the
+authors' code), so an entry enqueued before the last clustering carries its image's new cluster.
+Before the first clustering every id is ``-1`` and all queries are unconstrained: epoch 1 is MSF.
+"""
+from typing import Tuple
+
+import torch
+
+from mmmsf.registry import MODELS
+from .constrained_selector import ConstrainedSelector, per_image_lookup
+
+
+@MODELS.register_module()
+class KMeansSelector(ConstrainedSelector):
+    """C(b) = {j : cluster(image(M_j)) = cluster(image(b))}; id ``-1`` = not clustered.
+
+    State: ``cluster_ids`` (N,) long, one per dataset image, filled and broadcast by the
+    k-means hook; saved in checkpoints.
+    """
+    requires = ('sample_idx', )
+    per_image_buffers = ('cluster_ids', )
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer('cluster_ids', torch.zeros(0, dtype=torch.long))
+
+    @property
+    def num_clustered(self) -> int:
+        return int((self.cluster_ids >= 0).sum())
+
+    @torch.no_grad()
+    def set_cluster_ids(self, ids: torch.Tensor) -> None:
+        """Install a new assignment (N,) (``-1`` = image not clustered)."""
+        self.allocate_per_image('cluster_ids', ids.numel(), -1)
+        self.cluster_ids.copy_(ids.to(self.cluster_ids.device, torch.long))
+
+    def constraint_mask(self, query: torch.Tensor, bank, sample_idx: torch.Tensor,
+                        **side) -> Tuple[torch.Tensor, torch.Tensor]:
+        if self.cluster_ids.numel() == 0:
+            b, n = query.shape[0], bank.size
+            return (torch.ones(b, n, dtype=torch.bool, device=query.device),
+                    torch.zeros(b, dtype=torch.bool, device=query.device))
+        q_ids = per_image_lookup(self.cluster_ids, sample_idx)
+        slot_ids = per_image_lookup(self.cluster_ids, bank.sample_idx.to(sample_idx.device))
+        mask = (slot_ids[None, :] == q_ids[:, None]) & (slot_ids >= 0)[None, :]
+        return mask, q_ids >= 0

@@ -1,0 +1,155 @@
+"""Semi-supervised CMSF: C = the bank entries sharing the query's (pseudo-)label (paper §3.2).
+
+Each query gets a constraint label: its ground-truth label if its image is in the labelled
+subset; otherwise the argmax of a small MLP classifier on its target embedding ``u`` when the
+softmax confidence is at least ``threshold`` (0.85 in the reference); otherwise none, and the
+query is unconstrained (plain MSF, C = M). Each bank slot keeps the constraint label its entry
+was written with (as the authors' code), and C(b) = {j : label(M_j) = label(b)}.
+
+The classifier (Linear-BN-ReLU-Linear, 512 -> 1024 -> classes for ResNet-50) is trained by
+:class:`~mmmsf.engine.hooks.PseudoLabelHook` on the cached target embeddings of the labelled
+images at mid-epoch and epoch end; here it is frozen (no gradients from the MSF loss, always in
+eval mode). Until its first training no pseudo-label is given.
+"""
+from typing import Dict, Optional, Tuple
+
+import torch
+import torch.nn as nn
+
+from mmmsf.registry import MODELS
+from ..memories.nn_memory_bank import concat_all_gather
+from .constrained_selector import ConstrainedSelector, per_image_lookup
+
+
+def build_pseudo_label_mlp(in_channels: int, hid_channels: int, num_classes: int) -> nn.Module:
+    """The reference pseudo-labelling head: Linear -> BN1d -> ReLU -> Linear."""
+    return nn.Sequential(nn.Linear(in_channels, hid_channels), nn.BatchNorm1d(hid_channels),
+                         nn.ReLU(inplace=True), nn.Linear(hid_channels, num_classes))
+
+
+@MODELS.register_module()
+class PseudoLabelSelector(ConstrainedSelector):
+    """C(b) = {j : constraint label of M_j = constraint label of b}, labels as described above.
+
+    Args:
+        num_classes: classes of the classifier (1000 for ImageNet).
+        threshold: minimum softmax confidence of a pseudo-label (reference 0.85).
+        hid_channels: hidden width of the classifier (reference 2 x 512 = 1024).
+        in_channels: embedding dimension; default the memory bank's.
+
+    State (in checkpoints): ``classifier``; ``trained`` (the classifier was trained at least
+    once); ``is_labelled`` (N,) bool, the labelled subset, set by the hook from its file list;
+    ``slot_labels`` (K,) the constraint label of each bank slot.
+    """
+    requires = ('sample_idx', 'labels')
+    per_image_buffers = ('is_labelled', )
+
+    def __init__(self, num_classes: int, threshold: float = 0.85, hid_channels: int = 1024,
+                 in_channels: Optional[int] = None):
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f'PseudoLabelSelector num_classes={num_classes} must be >= 2.')
+        self.num_classes, self.threshold = num_classes, threshold
+        self.hid_channels, self.in_channels = hid_channels, in_channels
+        self.register_buffer('is_labelled', torch.zeros(0, dtype=torch.bool))
+        self.register_buffer('trained', torch.zeros((), dtype=torch.bool))
+        if in_channels is not None:
+            self._build_classifier(in_channels)
+
+    def _build_classifier(self, in_channels: int) -> None:
+        self.in_channels = in_channels
+        self.classifier = build_pseudo_label_mlp(in_channels, self.hid_channels,
+                                                 self.num_classes)
+        for p in self.classifier.parameters():
+            p.requires_grad = False
+        self.classifier.eval()
+
+    def bind(self, bank) -> None:
+        if self.in_channels is None:
+            self._build_classifier(bank.dim)
+        elif self.in_channels != bank.dim:
+            raise ValueError(f'PseudoLabelSelector in_channels={self.in_channels} differs from '
+                             f'the memory bank dim {bank.dim}; drop in_channels.')
+        self.register_buffer('slot_labels', torch.full((bank.size, ), -1, dtype=torch.long))
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if hasattr(self, 'classifier'):
+            self.classifier.eval()  # frozen: its BN statistics belong to the hook's training
+        return self
+
+    # ------------------------------------------------------------------ labels
+    @torch.no_grad()
+    def set_labelled(self, is_labelled: torch.Tensor) -> None:
+        self.allocate_per_image('is_labelled', is_labelled.numel(), False)
+        self.is_labelled.copy_(is_labelled.to(self.is_labelled.device, torch.bool))
+
+    @torch.no_grad()
+    def load_classifier(self, state: Dict[str, torch.Tensor]) -> None:
+        """Install newly trained classifier weights (from the pseudo-label hook)."""
+        self.classifier.load_state_dict(state)
+        self.trained.fill_(True)
+
+    @torch.no_grad()
+    def constraint_labels(self, query: torch.Tensor, sample_idx: torch.Tensor,
+                          labels: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Per query: ``labels`` (constraint label or -1), ``labelled``, ``confident``,
+        ``pseudo`` (argmax of the classifier) and ``confidence``."""
+        if not hasattr(self, 'classifier'):
+            raise RuntimeError('PseudoLabelSelector is not bound to a memory bank: use it as '
+                               'CMSF\'s constrained_selector (CMSF calls bind()).')
+        labelled = per_image_lookup(self.is_labelled.long(), sample_idx) > 0
+        labelled &= labels >= 0
+        if bool(self.trained):
+            self.classifier.eval()
+            prob = self.classifier(query.to(self.classifier[0].weight.dtype)).softmax(dim=1)
+            confidence, pseudo = prob.max(dim=1)
+        else:
+            confidence = torch.zeros(query.shape[0], device=query.device)
+            pseudo = torch.full((query.shape[0], ), -1, dtype=torch.long, device=query.device)
+        confident = ~labelled & (confidence >= self.threshold) & bool(self.trained)
+        out = torch.full_like(labels, -1)
+        out[labelled] = labels[labelled]
+        out[confident] = pseudo[confident]
+        return dict(labels=out, labelled=labelled, confident=confident, pseudo=pseudo,
+                    confidence=confidence)
+
+    @torch.no_grad()
+    def after_enqueue(self, bank, slots: torch.Tensor, query: torch.Tensor, sample_idx=None,
+                      labels=None, **side) -> None:
+        """Write the (all-gathered) constraint labels of this step's entries to their slots."""
+        lab = self.constraint_labels(query, sample_idx, labels)['labels']
+        lab_all = concat_all_gather(lab)
+        if lab_all.shape[0] != slots.numel():
+            raise RuntimeError(f'PseudoLabelSelector: {lab_all.shape[0]} labels for '
+                               f'{slots.numel()} bank slots written this step.')
+        self.slot_labels[slots.to(self.slot_labels.device)] = lab_all.to(self.slot_labels.device)
+
+    @staticmethod
+    def _mask(slot_labels: torch.Tensor, q_lab: torch.Tensor) -> torch.Tensor:
+        slot = slot_labels.to(q_lab.device)
+        return (slot[None, :] == q_lab[:, None]) & (slot >= 0)[None, :]
+
+    def constraint_mask(self, query: torch.Tensor, bank, sample_idx: torch.Tensor,
+                        labels: torch.Tensor, **side) -> Tuple[torch.Tensor, torch.Tensor]:
+        q_lab = self.constraint_labels(query, sample_idx, labels)['labels']
+        return self._mask(self.slot_labels, q_lab), q_lab >= 0
+
+    @torch.no_grad()
+    def select(self, query: torch.Tensor, bank, k: int, sample_idx: torch.Tensor,
+               labels: torch.Tensor, **side):
+        info = self.constraint_labels(query, sample_idx, labels)
+        q_lab = info['labels']
+        out = self.topk_in_set(query, bank, k, self._mask(self.slot_labels, q_lab), q_lab >= 0)
+        # logged ratios (numerator, denominator): unlabelled queries with a confident
+        # pseudo-label, and the accuracy of those pseudo-labels where the ground truth is known
+        unlabelled = ~info['labelled']
+        scored = info['confident'] & (labels >= 0)
+        out.extras['ratio/pseudo_label_frac'] = torch.stack(
+            [info['confident'].sum(), unlabelled.sum()]).float()
+        out.extras['ratio/pseudo_label_acc'] = torch.stack(
+            [((info['pseudo'] == labels) & scored).sum(), scored.sum()]).float()
+        return out
+
+    def extra_repr(self) -> str:
+        return f'num_classes={self.num_classes}, threshold={self.threshold}'

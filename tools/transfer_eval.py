@@ -1,0 +1,52 @@
+"""Linear transfer evaluation of one checkpoint on a list of datasets; prints one table
+(MSF paper Table 4).
+
+    python tools/transfer_eval.py configs/benchmarks/linear/transfer_r50_10datasets.py CKPT
+    python tools/transfer_eval.py CONFIG CKPT --datasets cifar10=/data/cifar10-jpg \
+        pets=/data/pets:mean_per_class [--cache-dir DIR]
+
+Every dataset is an ImageFolder root with train/ and test/ splits (<split>/<class>/<image>).
+The result is also written to <checkpoint folder>/eval/transfer_<checkpoint>.json.
+"""
+import argparse
+import os.path as osp
+
+from mmengine.config import DictAction
+
+from mmmsf.apis import load_config
+from mmmsf.apis.transfer_eval import format_transfer_table, parse_dataset_args, transfer_eval
+from mmmsf.evaluation.results_io import results_path, write_results
+
+
+def main():
+    p = argparse.ArgumentParser(description='Linear transfer evaluation on several datasets.')
+    p.add_argument('config')
+    p.add_argument('checkpoint', nargs='?')
+    p.add_argument('--random-init', action='store_true')
+    p.add_argument('--datasets', nargs='+', metavar='NAME=ROOT[:METRIC]',
+                   help='evaluate on these instead of the config\'s list')
+    p.add_argument('--cache-dir', help='cache the extracted features here')
+    p.add_argument('--out', help='result JSON (default <checkpoint folder>/eval/...)')
+    p.add_argument('--device')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction)
+    args = p.parse_args()
+    if not args.checkpoint and not args.random_init:
+        p.error('give a CHECKPOINT or --random-init')
+    ckpt = None if args.random_init else args.checkpoint
+    cfg = load_config(args.config, args.cfg_options)
+    datasets = parse_dataset_args(args.datasets) if args.datasets else None
+    results = transfer_eval(cfg, ckpt, datasets, args.cache_dir, args.device)
+    title = osp.basename(ckpt) if ckpt else 'random init'
+    print(format_transfer_table(results, title))
+    stem = osp.splitext(osp.basename(ckpt))[0] if ckpt else 'random_init'
+    out = args.out or results_path(osp.dirname(osp.abspath(ckpt)) if ckpt else 'work_dirs',
+                                   'transfer', stem)
+    summary = {n: r[r['metric']] for n, r in results.items()}
+    summary['mean'] = sum(summary.values()) / len(summary)
+    write_results(out, 'transfer', summary, details=results, checkpoint=ckpt,
+                  config=osp.abspath(args.config))
+    print(f'written to {out}')
+
+
+if __name__ == '__main__':
+    main()
