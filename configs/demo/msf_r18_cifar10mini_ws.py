@@ -7,8 +7,8 @@ _base_ = [
     '../_base_/default_runtime.py',
 ]
 max_epochs = 20
-model = dict(backbone=dict(base_channels=32),
-             neck=dict(in_channels=256, hid_channels=512, out_channels=64),
+model = dict(backbone=dict(base_channels=16),  # a quarter of ResNet-18's width: CPU-sized
+             neck=dict(in_channels=128, hid_channels=512, out_channels=64),
              predictor=dict(in_channels=64, hid_channels=512, out_channels=64),
              memory_bank=dict(size=2048, dim=64), topk=5)
 optim_wrapper = dict(optimizer=dict(lr=0.05))

@@ -3,6 +3,7 @@ from typing import Dict, Optional
 
 import torch
 from mmengine.config import Config
+from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner, load_checkpoint
 
@@ -19,7 +20,13 @@ def build_model(cfg: Config, checkpoint: Optional[str] = None, seed: int = 0) ->
     init_default_scope(cfg.get('default_scope', 'mmmsf'))
     torch.manual_seed(seed)
     model = MODELS.build(cfg.model)
-    model.init_weights()
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel('WARNING')  # no per-parameter initialisation report on the console
+    try:
+        model.init_weights()
+    finally:
+        logger.setLevel(level)
     if checkpoint:
         ckpt = load_checkpoint(model, checkpoint, map_location='cpu', strict=False,
                                revise_keys=[(r'^module\.', '')])

@@ -155,7 +155,11 @@ class MSF(BaseModel):
         side = self.side_info(data_samples, u.shape[0], u.device)
         side.update(self.extra_side_info(inputs, u, side))
         self.memory_bank.enqueue(u, side['labels'], side['sample_idx'])
-        return self.mean_shift_losses(u, v, side)
+        losses = self.mean_shift_losses(u, v, side)
+        # collapse monitor: per-dimension std of the unit targets (1/sqrt(D) if spread, 0 if
+        # collapsed to one point)
+        losses['target_std'] = u.detach().std(dim=0).mean() if u.shape[0] > 1 else u.new_zeros(())
+        return losses
 
     def extra_side_info(self, inputs, u: torch.Tensor, side: dict) -> Dict[str, torch.Tensor]:
         """Hook for subclasses (CMSF) that need more side information than index and label."""
