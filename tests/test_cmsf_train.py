@@ -37,7 +37,7 @@ class RecordCMSFHook(Hook):
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         RecordCMSFHook.records.append(
-            (runner.iter, float(outputs['loss']), float(outputs['constrained_frac']),
+            (runner.iter, float(outputs['loss'].detach()), float(outputs['constrained_frac']),
              sorted(outputs)))
         if runner.iter == self.kill_at:
             raise KeyboardInterrupt('simulated kill')
@@ -137,8 +137,8 @@ def test_demo_config_trains_and_resumes_mid_epoch(name, tmp_path):
     for it in resumed:  # same constraint (ids / classifier restored) -> same losses
         assert abs(resumed[it][0] - full[it][0]) < 1e-5, (it, resumed[it], full[it])
         assert resumed[it][1] == full[it][1]
-    a = load_state_dict(str(tmp_path / 'full' / 'epoch_2.pth'))
-    b = load_state_dict(str(tmp_path / 'cut' / 'epoch_2.pth'))
+    a = load_state_dict(str(tmp_path / 'full' / 'iter_10.pth'))
+    b = load_state_dict(str(tmp_path / 'cut' / 'iter_10.pth'))
     keys = [k for k in a if k.startswith(('embedding_cache.', 'constrained_selector.'))]
     assert 'embedding_cache.embeddings' in keys
     for key in keys:

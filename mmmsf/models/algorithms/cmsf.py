@@ -151,7 +151,8 @@ class CMSF(MSF):
         """Slots the step's all-gathered targets went to (contiguous: K % global batch = 0)."""
         bank = self.memory_bank
         n = local_batch * get_world_size()
-        end = int(bank.ptr) or bank.size
+        ptr = bank.write_pointer if hasattr(bank, 'write_pointer') else int(bank.ptr)
+        end = ptr or bank.size
         return torch.arange(end - n, end, device=bank.bank.device)
 
     def mean_shift_losses(self, u: torch.Tensor, v: torch.Tensor,

@@ -40,7 +40,8 @@ class LinearProbe(BaseModel):
         standardizer: config of the :class:`FeatureStandardizer`.
     """
 
-    def __init__(self, backbone: Optional[dict], num_classes: Optional[int], feat_dim: Optional[int] = None,
+    def __init__(self, backbone: Optional[dict], num_classes: Optional[int],
+                 feat_dim: Optional[int] = None,
                  pretrained: Optional[str] = None, pretrained_prefix: str = 'backbone.',
                  standardizer: Optional[dict] = None, data_preprocessor: Optional[dict] = None,
                  init_cfg=None):

@@ -100,17 +100,13 @@ class PseudoLabelSelector(ConstrainedSelector):
                                'CMSF\'s constrained_selector (CMSF calls bind()).')
         labelled = per_image_lookup(self.is_labelled.long(), sample_idx) > 0
         labelled &= labels >= 0
-        if bool(self.trained):
-            self.classifier.eval()
-            prob = self.classifier(query.to(self.classifier[0].weight.dtype)).softmax(dim=1)
-            confidence, pseudo = prob.max(dim=1)
-        else:
-            confidence = torch.zeros(query.shape[0], device=query.device)
-            pseudo = torch.full((query.shape[0], ), -1, dtype=torch.long, device=query.device)
-        confident = ~labelled & (confidence >= self.threshold) & bool(self.trained)
-        out = torch.full_like(labels, -1)
-        out[labelled] = labels[labelled]
-        out[confident] = pseudo[confident]
+        self.classifier.eval()
+        prob = self.classifier(query.to(self.classifier[0].weight.dtype)).softmax(dim=1)
+        confidence, pseudo = prob.max(dim=1)
+        # an untrained classifier gives no pseudo-label (a tensor test: no device sync)
+        confident = ~labelled & (confidence >= self.threshold) & self.trained
+        none = torch.full_like(labels, -1)
+        out = torch.where(labelled, labels, torch.where(confident, pseudo, none))
         return dict(labels=out, labelled=labelled, confident=confident, pseudo=pseudo,
                     confidence=confidence)
 

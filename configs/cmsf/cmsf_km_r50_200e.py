@@ -1,0 +1,31 @@
+# CMSF-KM, ResNet-50, 200 epochs, batch 256 (8 x 32), w/s views (CMSF paper Table 2: 72.9 linear,
+# 63.2 1-NN, 66.2 20-NN). C = bank entries in the query's k-means cluster; the latest target
+# embedding of every image is clustered (faiss, 50,000 clusters, 20 iterations) at each epoch
+# end; epoch 1 is unconstrained. `bash tools/dist_train.sh configs/cmsf/cmsf_km_r50_200e.py 8`
+_base_ = [
+    '../_base_/models/cmsf_r50.py',
+    '../_base_/datasets/imagenet_msf.py',
+    '../_base_/schedules/sgd_coslr_200e.py',
+    '../_base_/default_runtime.py',
+]
+model = dict(
+    memory_bank=dict(size=128000),
+    topk=5,
+    constrained_selector=dict(type='KMeansSelector'),
+    loss_weights=dict(constrained=0.5, unconstrained=0.5),
+    # 1.28M x 512 float32 = 2.6 GB: pinned CPU memory on GPU runs ('auto', N > bank size)
+    embedding_cache=dict(type='EmbeddingCache', placement='auto', dtype='float32'),
+)
+custom_hooks = [
+    dict(type='MomentumUpdateHook', momentum=0.99),
+    dict(type='NNMemoryBankHook', interval=50),
+    dict(type='RandomStateHook'),
+    dict(type='EmbeddingCacheHook'),
+    dict(type='KMeansClusterHook', num_clusters=50000, niter=20, seed=0, gpu='auto',
+         max_points_per_centroid=10000000),  # authors' value: no subsampling
+    dict(type='ConstrainedRankHook', interval=10),
+]
+# CMSF's neighbour statistics (purity, constrained fraction, ranks) are averaged over each
+# logging interval.
+log_processor = dict(window_size=50,
+                     mean_pattern=r'.*(loss|time|grad_norm|purity|frac|rank|pseudo_label).*')

@@ -1,0 +1,31 @@
+# Semi-supervised CMSF with 10% of ImageNet's labels, ResNet-50, 200 epochs, batch 256, w/s
+# views, 128K bank, k = 10 (authors' run_fullprecision.sh). Labelled queries are constrained to
+# their label; unlabelled ones to the pseudo-label of an MLP (512-1024-1000, trained on the
+# cached target embeddings of the labelled images at mid-epoch and epoch end, 10 epochs, SGD
+# lr 0.01) when its confidence is >= 0.85, else unconstrained. Constrained MSF term only.
+# The 10% list: one image per line, relative to data/imagenet/train (or bare file names).
+_base_ = [
+    '../_base_/models/cmsf_r50.py',
+    '../_base_/datasets/imagenet_msf.py',
+    '../_base_/schedules/sgd_coslr_200e.py',
+    '../_base_/default_runtime.py',
+]
+model = dict(
+    memory_bank=dict(size=128000),
+    topk=10,
+    constrained_selector=dict(type='PseudoLabelSelector', num_classes=1000, threshold=0.85,
+                              hid_channels=1024),
+    loss_weights=dict(constrained=1.0, unconstrained=0.0),
+    embedding_cache=dict(type='EmbeddingCache', placement='auto', dtype='float32'),
+)
+custom_hooks = [
+    dict(type='MomentumUpdateHook', momentum=0.99),
+    dict(type='NNMemoryBankHook', interval=50),
+    dict(type='RandomStateHook'),
+    dict(type='EmbeddingCacheHook'),
+    dict(type='PseudoLabelHook', labelled_list='data/imagenet/10percent.txt', epochs=10,
+         lr=0.01, momentum=0.9, weight_decay=1e-4, batch_size=256, mid_epoch=True),
+    dict(type='ConstrainedRankHook', interval=10),
+]
+log_processor = dict(window_size=50,
+                     mean_pattern=r'.*(loss|time|grad_norm|purity|frac|rank|pseudo_label).*')

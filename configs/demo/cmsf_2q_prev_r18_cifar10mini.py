@@ -1,0 +1,20 @@
+# Demo: CMSF-2Q, the released code's reading (u' = the image's previous-visit target embedding),
+# on the bundled real images, small-image ResNet-18, CPU-sized schedule; k = k' = 5.
+_base_ = './msf_r18_cifar10mini_ws.py'
+model = dict(
+    type='CMSF',
+    topk=5,
+    constrained_selector=dict(type='TwoQueueSelector', topk_prime=5,
+                              second_query='previous_visit'),
+    loss_weights=dict(constrained=0.5, unconstrained=0.5),
+    embedding_cache=dict(type='EmbeddingCache', placement='auto'),
+)
+custom_hooks = [
+    dict(type='MomentumUpdateHook', momentum=0.99),
+    dict(type='NNMemoryBankHook', interval=5),
+    dict(type='RandomStateHook'),
+    dict(type='EmbeddingCacheHook'),
+    dict(type='ConstrainedRankHook', interval=5),
+]
+log_processor = dict(window_size=5,
+                     mean_pattern=r'.*(loss|time|grad_norm|purity|frac|rank|pseudo_label).*')

@@ -1,0 +1,20 @@
+# Demo: CMSF-KM on the bundled real images (data/cifar10_mini, 3,000 images), small-image
+# ResNet-18, CPU-sized schedule. ~30 images per k-means cluster, as 1.28M / 50,000 on ImageNet.
+_base_ = './msf_r18_cifar10mini_ws.py'
+model = dict(
+    type='CMSF',
+    topk=5,
+    constrained_selector=dict(type='KMeansSelector'),
+    loss_weights=dict(constrained=0.5, unconstrained=0.5),
+    embedding_cache=dict(type='EmbeddingCache', placement='auto'),
+)
+custom_hooks = [
+    dict(type='MomentumUpdateHook', momentum=0.99),
+    dict(type='NNMemoryBankHook', interval=5),
+    dict(type='RandomStateHook'),
+    dict(type='EmbeddingCacheHook'),
+    dict(type='KMeansClusterHook', num_clusters=100, niter=20, seed=0),
+    dict(type='ConstrainedRankHook', interval=5),
+]
+log_processor = dict(window_size=5,
+                     mean_pattern=r'.*(loss|time|grad_norm|purity|frac|rank|pseudo_label).*')

@@ -1,0 +1,23 @@
+# Demo: semi-supervised CMSF with 10% labels (30 images per class, listed in
+# data/cifar10_mini/labelled_10percent.txt) on the bundled real images, small-image ResNet-18,
+# CPU-sized schedule; pseudo-labeller 64-1024-10, threshold 0.85, k = 10.
+_base_ = './msf_r18_cifar10mini_ws.py'
+model = dict(
+    type='CMSF',
+    topk=10,
+    constrained_selector=dict(type='PseudoLabelSelector', num_classes=10, threshold=0.85,
+                              hid_channels=1024),
+    loss_weights=dict(constrained=1.0, unconstrained=0.0),
+    embedding_cache=dict(type='EmbeddingCache', placement='auto'),
+)
+custom_hooks = [
+    dict(type='MomentumUpdateHook', momentum=0.99),
+    dict(type='NNMemoryBankHook', interval=5),
+    dict(type='RandomStateHook'),
+    dict(type='EmbeddingCacheHook'),
+    dict(type='PseudoLabelHook', labelled_list='data/cifar10_mini/labelled_10percent.txt',
+         epochs=10, lr=0.01, momentum=0.9, weight_decay=1e-4, batch_size=256, mid_epoch=True),
+    dict(type='ConstrainedRankHook', interval=5),
+]
+log_processor = dict(window_size=5,
+                     mean_pattern=r'.*(loss|time|grad_norm|purity|frac|rank|pseudo_label).*')
