@@ -72,6 +72,13 @@ def run(rank: int, world: int, port: int, out_dir: str):
         rec['loss'].append(float(loss))
         rec['bank'].append(model.memory_bank.bank.clone())
         rec['sample_idx'].append(model.memory_bank.sample_idx.clone())
+    # ShuffleBN's cross-rank shuffle is undone exactly by the unshuffle
+    from mmmsf.utils.dist_utils import batch_shuffle, batch_unshuffle
+    x = torch.arange(6 * world, dtype=torch.float32).view(-1, 1)[rank * 6:(rank + 1) * 6]
+    xs, unshuffle = batch_shuffle(x)
+    rec['shuffled'] = xs.clone()
+    rec['unshuffled'] = batch_unshuffle(xs * 10, unshuffle) / 10
+    rec['local'] = x
     torch.save(rec, os.path.join(out_dir, f'world{world}_rank{rank}.pt'))
     if world > 1:
         torch.distributed.destroy_process_group()
@@ -112,3 +119,12 @@ def test_two_processes_equal_one_process_with_double_batch(records):
         assert abs(one['loss'][step] - two['loss'][step]) < 1e-5, step
         assert torch.allclose(one['bank'][step], two['bank'][step], atol=1e-5)
     assert one['loss'][0] != one['loss'][-1]  # the model did change
+
+
+def test_shuffle_bn_round_trip_across_ranks(records):
+    r0, r1 = records['world2_rank0'], records['world2_rank1']
+    for r in (r0, r1):
+        assert torch.equal(r['unshuffled'], r['local'])
+    # the two ranks together hold a permutation of the global batch
+    both = torch.cat([r0['shuffled'], r1['shuffled']]).flatten().sort().values
+    assert torch.equal(both, torch.arange(12, dtype=torch.float32))

@@ -147,3 +147,15 @@ def test_dist_train_sh_runs_with_gloo(tmp_path, nproc):
     written = int(ckpt['state_dict']['memory_bank.num_written'])
     assert written == 40 // (4 * nproc) * 4 * nproc  # every rank's targets went in
     assert sorted(sidx[:written].tolist()) == sorted(set(sidx[:written].tolist()))
+
+
+@pytest.mark.slow
+def test_amp_training_runs_on_cpu(tmp_path):
+    """--amp: bfloat16 autocast on the CPU (float16 + loss scaling on GPUs)."""
+    RecordLossHook.records = []
+    cfg = tiny_cfg(tmp_path, tmp_path / 'amp', epochs=1, extra_hooks=[dict(type='RecordLossHook')])
+    cfg = prepare_train_cfg(cfg, amp=True)
+    assert cfg.optim_wrapper.type == 'CPUAutocastOptimWrapper'
+    train(cfg)
+    losses = [l for _, l in RecordLossHook.records]
+    assert len(losses) == 5 and all(0 < l < 4 for l in losses)

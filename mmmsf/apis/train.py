@@ -23,9 +23,11 @@ def prepare_train_cfg(cfg: Config, work_dir: Optional[str] = None, resume: Optio
     if amp:
         if cfg.optim_wrapper.get('type', 'OptimWrapper') != 'OptimWrapper':
             raise ValueError('--amp works with optim_wrapper.type=OptimWrapper only.')
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
-        if not torch.cuda.is_available():
+        if torch.cuda.is_available():
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        else:  # mmengine's AmpOptimWrapper refuses the CPU
+            cfg.optim_wrapper.type = 'CPUAutocastOptimWrapper'
             cfg.optim_wrapper.setdefault('dtype', 'bfloat16')
     if launcher != 'none' and not torch.cuda.is_available():
         # CPU multi-process: gloo, and DDP without device ids.
