@@ -10,6 +10,7 @@ epoch.
 import argparse
 import os
 import os.path as osp
+import warnings
 from collections import OrderedDict
 from typing import Dict, Iterable, Optional
 
@@ -88,8 +89,10 @@ def convert_authors_checkpoint(src: str, dst: str, config: Optional[str] = None,
     schedulers = []
     for sc in cfg.get('param_scheduler', []) or []:
         s = PARAM_SCHEDULERS.build(dict(sc), default_args=dict(optimizer=optim_wrapper))
-        for _ in range(epoch if s.by_epoch else epoch * iters_per_epoch):
-            s.step()
+        with warnings.catch_warnings():  # stepping a schedule without training is the point
+            warnings.filterwarnings('ignore', message='Detected call of `scheduler.step')
+            for _ in range(epoch if s.by_epoch else epoch * iters_per_epoch):
+                s.step()
         schedulers.append(s.state_dict())
     hub = MessageHub.get_instance('mmmsf_authors_conversion')
     meta.update(iter=epoch * iters_per_epoch, seed=cfg.get('randomness', {}).get('seed'))

@@ -21,7 +21,7 @@ from mmengine.runner import Runner
 
 from mmmsf.registry import MODELS
 from .config import set_data_root
-from .train import prepare_train_cfg
+from .train import init_cpu_distributed, prepare_train_cfg
 
 
 def set_eval_data_root(cfg: Config, data_root: str) -> None:
@@ -33,7 +33,7 @@ def set_eval_data_root(cfg: Config, data_root: str) -> None:
 
 
 def default_linear_work_dir(cfg: Config, checkpoint: Optional[str]) -> str:
-    """``<checkpoint folder>/linear/<config name>`` (random init: ``work_dirs/linear/...``)."""
+    """``<checkpoint folder>/linear/<config>_<checkpoint>`` (random init: ``work_dirs/linear/``)."""
     name = osp.splitext(osp.basename(cfg.filename or 'linear'))[0]
     if checkpoint:
         stem = osp.splitext(osp.basename(checkpoint))[0]
@@ -58,8 +58,11 @@ def prepare_linear_cfg(cfg: Config, checkpoint: Optional[str], work_dir: Optiona
 
 
 def _init_dist(cfg: Config) -> None:
-    if cfg.get('launcher', 'none') != 'none' and not is_distributed():
-        init_dist(cfg.launcher, **cfg.get('env_cfg', {}).get('dist_cfg', {}))
+    """Start the process group before the Runner does (gloo on CPU-only machines)."""
+    launcher = cfg.get('launcher', 'none')
+    init_cpu_distributed(launcher)
+    if launcher != 'none' and not is_distributed():
+        init_dist(launcher, **cfg.get('env_cfg', {}).get('dist_cfg', {}))
 
 
 def precompute_linear_features(cfg: Config, feature_dir: Optional[str] = None) -> Config:
@@ -104,7 +107,8 @@ def precompute_linear_features(cfg: Config, feature_dir: Optional[str] = None) -
     out.val_dataloader = feature_loader('val', cfg.val_dataloader, False)
     out.linear_cfg = dict(cfg.get('linear_cfg', {}),
                           stats_dataloader=feature_loader('train', cfg.train_dataloader, False),
-                          precomputed_from=cfg.model.get('pretrained'))
+                          precomputed_from=cfg.model.get('pretrained'),
+                          train_subset=cfg.train_dataloader.dataset.get('ann_file') or None)
     out.test_dataloader = out.test_cfg = out.test_evaluator = None
     return out
 
@@ -123,6 +127,7 @@ def linear_eval(cfg: Config, precompute: Optional[bool] = None,
     if not any(h.get('type') == 'FeatureStatisticsHook' for h in hooks):
         hooks.insert(0, dict(type='FeatureStatisticsHook'))
     cfg.custom_hooks = hooks
+    _init_dist(cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()
     recorder = next(h for h in runner.hooks if type(h).__name__ == 'EvalResultsHook')

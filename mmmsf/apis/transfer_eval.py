@@ -103,7 +103,8 @@ def format_transfer_table(results: Dict[str, Dict], title: str = 'checkpoint') -
     accs = [results[n][results[n]['metric']] for n in names]
     head = '| model | ' + ' | '.join(names) + ' | Mean |'
     sep = '|---|' + '---:|' * (len(names) + 1)
-    row = f'| {title} | ' + ' | '.join(f'{a:.1f}' for a in accs) + f' | {sum(accs) / len(accs):.1f} |'
+    mean = sum(accs) / len(accs)
+    row = f'| {title} | ' + ' | '.join(f'{a:.1f}' for a in accs) + f' | {mean:.1f} |'
     detail = ['', '| dataset | metric | accuracy | val | lr | weight decay | train / test |',
               '|---|---|---:|---:|---:|---:|---:|']
     for n in names:

@@ -118,7 +118,7 @@ def extract_features(model, dataloader, device: Optional[torch.device] = None,
     model.train(was_training)
     feats_t, labels_t, idx_t = torch.cat(feats), torch.cat(labels), torch.cat(indices)
     if get_world_size() > 1:
-        feats_t, labels_t, idx_t = _gather_rows(feats_t), _gather_rows(labels_t), _gather_rows(idx_t)
+        feats_t, labels_t, idx_t = (_gather_rows(t) for t in (feats_t, labels_t, idx_t))
     if bool((idx_t >= 0).all()):
         # dataset order; samples repeated by a padding sampler are kept once
         order = torch.argsort(idx_t, stable=True)

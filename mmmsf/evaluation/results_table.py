@@ -60,18 +60,23 @@ def _world_size(run_dir: str) -> int:
 
 def gather_run(run_dir: str, name: Optional[str] = None) -> Dict:
     """One row: ``{'Method', 'Batch Size', 'Epochs', 'Top-1 Linear', 'NN', '20-NN', 'Purity'}``
-    (``None`` where the run has no such number)."""
+    (``None`` where the run has no such number) and ``fast_linear`` (the linear number comes
+    from the pre-computed-feature probe, not the paper's protocol)."""
     if not osp.isdir(run_dir):
         raise FileNotFoundError(f'run folder {run_dir!r} does not exist.')
     records = find_results(run_dir)
-    knn, lin = latest(records, 'knn'), latest(records, 'linear')
+    # Table 2 is about the full training set: label-subset probes (Table 3) only as a fallback
+    full = [r for r in records if not (r['kind'] == 'linear' and r.get('train_subset'))]
+    knn, lin = latest(records, 'knn'), latest(full, 'linear') or latest(records, 'linear')
     row = dict.fromkeys(COLUMNS)
     row['Method'] = name or osp.basename(osp.normpath(run_dir))
     if knn:
         row['NN'] = knn['results'].get('1-NN')
         row['20-NN'] = knn['results'].get('20-NN')
+    row['fast_linear'] = False
     if lin:
         row['Top-1 Linear'] = lin['results'].get('top1')
+        row['fast_linear'] = bool(lin.get('precomputed_features', False))
     cfg = _run_config(run_dir)
     if cfg is not None and 'train_dataloader' in cfg:
         row['Batch Size'] = cfg.train_dataloader.batch_size * _world_size(run_dir)
@@ -99,9 +104,14 @@ def format_table(rows: List[Dict], paper: bool = False) -> str:
     """Markdown table; ``paper=True`` appends the paper's ImageNet rows for comparison."""
     lines = ['| ' + ' | '.join(COLUMNS) + ' |', '|---|---:|---:|---:|---:|---:|---:|']
     for r in rows:
-        lines.append('| ' + ' | '.join(_fmt(r[c]) for c in COLUMNS) + ' |')
+        cells = [_fmt(r[c]) + ('*' if c == 'Top-1 Linear' and r.get('fast_linear') else '')
+                 for c in COLUMNS]
+        lines.append('| ' + ' | '.join(cells) + ' |')
     if paper:
         for method, batch, epochs, lin, nn1, nn20 in PAPER_ROWS:
             vals = [f'{method} (paper)', batch, epochs, lin, nn1, nn20, None]
             lines.append('| ' + ' | '.join(_fmt(v) for v in vals) + ' |')
+    if any(r.get('fast_linear') for r in rows):
+        lines += ['', '\\* linear probe on pre-computed features (no training augmentation), '
+                  "not the paper's protocol"]
     return '\n'.join(lines)

@@ -1,4 +1,5 @@
-"""Reading the scalars a run logged (mmengine's LocalVisBackend, ``configs/_base_/default_runtime.py``).
+"""Reading the scalars a run logged (mmengine's LocalVisBackend, see
+``configs/_base_/default_runtime.py``).
 
 mmengine writes one JSON object per logged iteration to
 ``<work_dir>/<timestamp>/vis_data/scalars.json``, e.g.

@@ -25,20 +25,21 @@ def pick_classes(labels: np.ndarray, num_classes: int,
     return np.sort(present[order[:num_classes]])
 
 
-def tsne_2d(x: np.ndarray, seed: int = 0, perplexity: float = 30.0) -> np.ndarray:
+def tsne_2d(x: np.ndarray, seed: int = 0, perplexity: float = 30.0,
+            max_iter: int = 1000) -> np.ndarray:
     """scikit-learn t-SNE to 2-D (PCA initialisation, fixed seed)."""
     from sklearn.manifold import TSNE
     if len(x) < 3:
         raise ValueError(f't-SNE needs at least 3 points, got {len(x)}: pick more classes or a '
                          'larger pool.')
     p = min(perplexity, (len(x) - 1) / 3)
-    return TSNE(n_components=2, init='pca', perplexity=p, random_state=seed).fit_transform(
-        x.astype(np.float32))
+    return TSNE(n_components=2, init='pca', perplexity=p, random_state=seed,
+                max_iter=max_iter).fit_transform(x.astype(np.float32))
 
 
 def plot_tsne_panels(panels: Dict[str, Tuple[np.ndarray, np.ndarray]], out_file: str,
                      class_names: Optional[Dict[int, str]] = None, seed: int = 0,
-                     ) -> Dict[str, Dict[str, np.ndarray]]:
+                     max_iter: int = 1000) -> Dict[str, Dict[str, np.ndarray]]:
     """One t-SNE panel per entry ``{title: (embeddings (N, D), labels (N,))}``; returns
     ``{title: {'input': embeddings, 'labels': labels, 'xy': 2-D points}}`` as drawn."""
     import matplotlib
@@ -51,7 +52,7 @@ def plot_tsne_panels(panels: Dict[str, Tuple[np.ndarray, np.ndarray]], out_file:
     cmap = plt.get_cmap('tab10' if len(all_classes) <= 10 else 'tab20')
     colors = {c: cmap(i % cmap.N) for i, c in enumerate(all_classes)}
     for ax, (title, (x, y)) in zip(axes[0], panels.items()):
-        xy = tsne_2d(x, seed)
+        xy = tsne_2d(x, seed, max_iter=max_iter)
         drawn[title] = dict(input=x, labels=y, xy=xy)
         for c in all_classes:
             m = y == c
@@ -69,7 +70,8 @@ def plot_tsne_panels(panels: Dict[str, Tuple[np.ndarray, np.ndarray]], out_file:
 
 def plot_tsne(work_dir: str, out_file: str, epochs: Optional[Sequence[int]] = None,
               num_classes: int = 10, classes: Optional[Sequence[int]] = None,
-              max_panels: int = 4, seed: int = 0, out_dir: str = 'snapshots') -> Dict:
+              max_panels: int = 4, seed: int = 0, out_dir: str = 'snapshots',
+              max_iter: int = 1000) -> Dict:
     """t-SNE panels of the snapshot embeddings of a few classes at several epochs."""
     snaps = load_snapshots(work_dir, out_dir, epochs)
     if 'embedding' not in snaps[0]:
@@ -82,7 +84,9 @@ def plot_tsne(work_dir: str, out_file: str, epochs: Optional[Sequence[int]] = No
     mask = np.isin(labels, keep_classes)
     panels = {f"epoch {int(s['epoch'])}": (s['embedding'][mask].astype(np.float32), labels[mask])
               for s in snaps}
-    return plot_tsne_panels(panels, out_file, seed=seed)
+    names = snaps[0].get('classes')
+    names = {i: str(n) for i, n in enumerate(names)} if names is not None and len(names) else None
+    return plot_tsne_panels(panels, out_file, names, seed=seed, max_iter=max_iter)
 
 
 def embeddings_from_checkpoint(cfg, checkpoint: Optional[str],

@@ -36,8 +36,14 @@ class EvalResultsHook(Hook):
         if not is_main_process():
             return
         model_cfg = runner.cfg.get('model', {})
+        linear_cfg = runner.cfg.get('linear_cfg', {}) or {}
+        precomputed_from = linear_cfg.get('precomputed_from')
+        subset = linear_cfg.get('train_subset', runner.cfg.get('train_dataloader', {}).get(
+            'dataset', {}).get('ann_file')) or None
         write_results(self.out_file or results_path(runner.work_dir, self.kind), self.kind,
                       results, epoch=runner.epoch, history=self.history,
-                      checkpoint=model_cfg.get('pretrained'),
+                      checkpoint=model_cfg.get('pretrained') or precomputed_from,
+                      precomputed_features=model_cfg.get('backbone') is None,
+                      train_subset=subset,
                       config=osp.abspath(runner.cfg.filename) if runner.cfg.filename else None,
                       work_dir=runner.work_dir)

@@ -12,6 +12,7 @@ the pool with the current model and writes ``<work_dir>/<out_dir>/epoch_XXXX.npz
 ``epoch``       completed epochs (0 = initialisation)
 ``pool_index``  (P,) dataset indices of the pool, ascending
 ``pool_label``  (P,) their labels; ``pool_path`` (P,) their image files
+``classes``     class names of the dataset (by label)
 ``embedding``   (P, D) float16 L2-normalised embeddings (``save_embeddings=True``)
 ``query_pos``   (Q,) positions in the pool of the fixed queries
 ``nn_pos``      (Q, k) positions in the pool of their k nearest neighbours (self excluded)
@@ -100,10 +101,13 @@ class NeighbourSnapshotHook(Hook):
         self.pool_index = pool
         # the dataset items carry their dataset index as sample_idx, so order is checkable
         self._loader = DataLoader(Subset(base.dataset, pool.tolist()), batch_size=base.batch_size,
-                                  shuffle=False, num_workers=0, collate_fn=base.collate_fn)
+                                  shuffle=False, num_workers=base.num_workers,
+                                  collate_fn=base.collate_fn)
         ds = base.dataset
         self.pool_label = np.array([ds.get_data_info(int(i)).get('gt_label', -1) for i in pool])
         self.pool_path = np.array([ds.get_data_info(int(i)).get('img_path', '') for i in pool])
+        self.classes = np.array([str(c) for c in (getattr(ds, 'metainfo', {}) or {}).get(
+            'classes', ()) or ()])
         return self._loader
 
     @torch.no_grad()
@@ -145,7 +149,7 @@ class NeighbourSnapshotHook(Hook):
         arrays = dict(epoch=np.array(epoch), pool_index=self.pool_index,
                       pool_label=self.pool_label, pool_path=self.pool_path,
                       query_pos=self.query_pos, nn_pos=nn_pos.numpy(), nn_sim=nn_sim.numpy(),
-                      embedding_type=np.array(self.embedding))
+                      classes=self.classes, embedding_type=np.array(self.embedding))
         if self.save_embeddings:
             arrays['embedding'] = emb.numpy().astype(np.float16)
         np.savez(path, **arrays)
