@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tools/setup_env.sh
-python -m pytest tests "$@"
+python -m pytest "$@"  # without arguments: testpaths of setup.cfg (tests/)

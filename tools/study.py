@@ -12,7 +12,7 @@ import sys
 from mmmsf.apis.study import STUDY_RUNS, run_study
 from mmmsf.apis.study_report import write_report
 
-FULL = dict(epochs=30, batch_size=128, width=16, bank_size=4096, num_workers=2,
+FULL = dict(epochs=20, batch_size=128, width=8, bank_size=4096, num_workers=2,
             num_clusters=300)
 QUICK = dict(epochs=1, batch_size=16, width=4, bank_size=64, num_workers=0, num_clusters=10)
 
