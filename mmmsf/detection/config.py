@@ -1,5 +1,8 @@
 """Loading detection configs and pointing their ``mmmsf.PretrainedResNet`` inits at a checkpoint."""
+import copy
+import os
 import os.path as osp
+from functools import lru_cache
 from typing import Dict, Iterator, List, Optional
 
 from mmengine.config import Config
@@ -13,12 +16,19 @@ DETECTION_KEYS = ['backend_args', 'dataset_type', 'custom_imports', 'max_iter', 
                   'rpn_num_proposals', 'width']
 
 
+@lru_cache(maxsize=8)
+def _parse(path: str, mtime: float) -> Config:
+    # mmengine resolves each 'mmdet::' base by scanning all of mmdet's model-index YAML files
+    # (seconds); --repeat and the tests read the same config many times in one process.
+    return Config.fromfile(path)
+
+
 def load_detection_config(path: str, cfg_options: Optional[Dict] = None,
                           data_root: Optional[str] = None) -> Config:
     """Read a detection config, apply ``--cfg-options`` and ``--data-root``, check its keys."""
     if not osp.isfile(path):
         raise FileNotFoundError(f'config {path!r} does not exist.')
-    cfg = Config.fromfile(path)
+    cfg = copy.deepcopy(_parse(osp.abspath(path), os.stat(path).st_mtime))
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     if data_root:

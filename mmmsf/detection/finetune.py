@@ -12,10 +12,11 @@ from typing import Dict, Optional
 import numpy as np
 import torch
 from mmengine.config import Config
+from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
-from mmmsf.apis.train import prepare_train_cfg
+from mmmsf.apis.train import init_cpu_distributed, prepare_train_cfg, train
 from .config import pretrained_checkpoints, set_pretrained
 from .normalisation import check_normalisation
 from .pretrained_resnet_init import load_resnet_weights, read_checkpoint
@@ -39,19 +40,25 @@ def train_detector(cfg: Config, work_dir: Optional[str] = None, pretrained: Opti
     """Fine-tune the detector of ``cfg`` from ``pretrained`` (or from scratch) and return the
     Runner. Bad inputs (no/unknown/mismatched checkpoint, other normalisation than the
     pre-training's, incomplete VOC folders) stop here, before any training."""
-    set_pretrained(cfg, pretrained, scratch=scratch)
+    # A resumed run takes every weight from its checkpoint.
+    set_pretrained(cfg, pretrained, scratch=scratch or (resume is not None and not pretrained))
     for ckpt in sorted({c for c in pretrained_checkpoints(cfg).values() if c}):
-        _, _, meta = load_resnet_weights(ckpt)
-        check_normalisation(cfg, meta, ckpt)
+        _, layout, meta = load_resnet_weights(ckpt)
+        pre = check_normalisation(cfg, meta, ckpt)
+        print_log(f'pre-trained {layout} {ckpt}: ' + (
+            f'normalisation {pre} matches the detector\'s' if pre else
+            'no pre-training config recorded; model.data_preprocessor must match its '
+            'normalisation'), logger='current')
     check_voc_layout(cfg, ['train_dataloader'] + (['val_dataloader'] if cfg.get('val_cfg')
                                                   else []))
+    if launcher != 'none' and not torch.cuda.is_available() and 'SyncBN' in str(cfg.model):
+        raise ValueError('SyncBN runs on GPUs only: for multi-process CPU runs set every '
+                         "norm_cfg to dict(type='BN') (a single process reverts SyncBN itself).")
     cfg = prepare_train_cfg(cfg, work_dir, resume, amp, launcher)
     if seed is not None:
         cfg.randomness = dict(seed=seed, deterministic=False)
     _unique_run_names(cfg, f'seed{cfg.get("randomness", {}).get("seed")}')
-    runner = Runner.from_cfg(cfg)
-    runner.train()
-    return runner
+    return train(cfg)
 
 
 def last_checkpoint(work_dir: str) -> str:
@@ -122,6 +129,7 @@ def test_detector(cfg: Config, checkpoint: Optional[str] = None,
     if launcher != 'none' and not torch.cuda.is_available():
         cfg.env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
     _unique_run_names(cfg, 'test')
+    init_cpu_distributed(launcher)
     runner = Runner.from_cfg(cfg)
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model
     if checkpoint:

@@ -50,7 +50,9 @@ def repeat_finetuning(load_cfg: Callable[[], Config], times: int, work_dir: str,
     for i in range(times):
         seed = base_seed + i
         run_dir = osp.join(work_dir, f'seed{seed}')
-        train_detector(load_cfg(), run_dir, pretrained, scratch, seed=seed, launcher=launcher)
+        cfg = load_cfg()
+        cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None  # tested right after
+        train_detector(cfg, run_dir, pretrained, scratch, seed=seed, launcher=launcher)
         ap = test_detector(load_cfg(), last_checkpoint(run_dir), run_dir, launcher=launcher)
         runs.append(dict(seed=seed, **ap))
     result = dict(runs=runs, **summarise(runs))
