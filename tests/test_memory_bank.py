@@ -96,3 +96,103 @@ def test_low_precision_bank_keeps_neighbours():
     i16 = b16.search(q, 10)[1]
     overlap = sum(len(set(a.tolist()) & set(b.tolist())) for a, b in zip(i32, i16)) / i32.numel()
     assert overlap >= 0.99
+
+
+@pytest.mark.parametrize('chunk', [3, 50, 4096])
+def test_masked_chunked_search_equals_dense_including_excluded_ties(chunk):
+    # sparse masks leave fewer than k allowed entries in most chunks: the excluded (-inf)
+    # entries then tie at the cut and must still come back in increasing index order
+    keys = unit(200, 8, 11)
+    keys[150:160] = keys[20]
+    q = torch.cat([keys[20:21], unit(5, 8, 12)])
+    g = torch.Generator().manual_seed(3)
+    mask = torch.rand(6, 200, generator=g) < 0.05
+    mask[0, 150:160] = True
+    dense = (q @ keys.T).masked_fill(~mask, float('-inf'))
+    ref = torch.argsort(dense, dim=1, descending=True, stable=True)[:, :12]
+    s, i = chunked_topk(q, keys, 12, chunk_size=chunk, mask=mask)
+    assert torch.equal(i, ref)
+    assert torch.allclose(s, dense.gather(1, ref), atol=1e-6)  # -inf where C is short of k
+
+
+@pytest.mark.parametrize('dtype', ['float16', 'bfloat16'])
+def test_low_precision_bank_search_is_exact_on_stored_values(dtype):
+    bank = NNMemoryBank(size=640, dim=16, dtype=dtype, chunk_size=100)
+    bank.enqueue(unit(640, 16, 8))
+    bank.enqueue(bank.bank[:64].float())  # duplicates of stored rows: ties in the bank
+    q = unit(7, 16, 9)
+    dense = q @ bank.bank.float().T
+    ref = torch.argsort(dense, dim=1, descending=True, stable=True)[:, :6]
+    assert torch.equal(bank.search(q, 6)[1], ref)
+    bank.search_backend = 'faiss'  # chunked float32 staging, merged per chunk
+    s, i = bank.search(q, 6)
+    assert torch.allclose(s, dense.gather(1, ref), atol=1e-5)
+    assert bool((dense.gather(1, i) >= dense.gather(1, ref)[:, -1:] - 1e-6).all())
+
+
+def test_host_pointer_follows_loaded_and_edited_state():
+    bank = NNMemoryBank(size=16, dim=4)
+    bank.enqueue(unit(4, 4, 0))
+    assert bank.write_pointer == 4 and bank.total_written == 4
+    other = NNMemoryBank(size=16, dim=4)
+    for s in range(3):
+        other.enqueue(unit(4, 4, s))
+    bank.load_state_dict(other.state_dict())  # resume: pointer 12, 12 written
+    assert bank.write_pointer == 12 and bank.fill == 12 / 16
+    assert bank.enqueue(unit(4, 4, 5)).tolist() == [12, 13, 14, 15]
+    assert int(bank.ptr) == 0 and bank.write_pointer == 0 and int(bank.num_written) == 16
+    bank.ptr.fill_(8)  # an in-place edit outside enqueue is seen too
+    assert bank.enqueue(unit(4, 4, 6)).tolist() == [8, 9, 10, 11]
+    with pytest.raises(ValueError, match=r'expects \(N, 4\) embeddings'):
+        bank.enqueue(unit(4, 5, 0))
+
+
+def test_bank_bytes_and_chunked_search_argument_errors():
+    bank = NNMemoryBank(size=32, dim=8, dtype='float16')
+    assert bank.nbytes == 32 * 8 * 2 + 2 * 32 * 8 + 2 * 8  # rows, labels + indices, 2 scalars
+    with pytest.raises(ValueError, match=r'search mask must be \(B, K\)'):
+        chunked_topk(unit(2, 8), unit(32, 8), 3, mask=torch.ones(2, 31, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r'query \(B, D\) and keys \(K, D\)'):
+        chunked_topk(unit(2, 8), unit(32, 7), 3)
+
+
+def test_deferred_tie_check_flags_ties_it_did_not_resolve():
+    # the GPU path checks ties once per search instead of once per block (no per-block sync)
+    from mmmsf.models.memories.nn_memory_bank import _chunked_topk_pass
+    keys = unit(64, 4, 1)
+    keys[40:45] = keys[3]
+    q = keys[3:4].clone()
+    s, i, unresolved = _chunked_topk_pass(q, keys, 3, 16, None, fix_ties=False)
+    assert bool(unresolved)
+    s, i, unresolved = _chunked_topk_pass(q, keys, 3, 16, None, fix_ties=True)
+    assert not bool(unresolved) and i[0].tolist() == [3, 40, 41]
+    _, _, unresolved = _chunked_topk_pass(unit(2, 4, 5), keys[:30], 3, 16, None, False)
+    assert not bool(unresolved)
+
+
+def test_faiss_search_breaks_ties_like_the_torch_search():
+    bank = NNMemoryBank(size=300, dim=6, search='faiss', chunk_size=64)
+    keys = unit(300, 6, 1)
+    keys[100:110] = keys[5]  # duplicates: ties inside the top-k and across its cut
+    bank.bank.copy_(keys)
+    q = torch.cat([keys[5:6], unit(4, 6, 2)])
+    ref = torch.argsort(q @ keys.T, dim=1, descending=True, stable=True)
+    for k in (4, 11, 12):
+        assert torch.equal(bank.search(q, k)[1], ref[:, :k]), k
+
+
+def test_auto_search_uses_faiss_on_cpu_with_the_same_answer(monkeypatch):
+    import mmmsf.utils.faiss_utils as fu
+    calls = []
+    real = fu.faiss_knn
+    monkeypatch.setattr(fu, 'faiss_knn', lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    bank = NNMemoryBank(size=256, dim=8, search='auto')
+    q = unit(5, 8, 4)
+    ref = chunked_topk(q, bank.bank, 4)
+    s, i = bank.search(q, 4)
+    assert calls and torch.equal(i, ref[1]) and torch.allclose(s, ref[0], atol=1e-6)
+    calls.clear()
+    bank.search(q, 4, mask=torch.ones(5, 256, dtype=torch.bool))  # masks: torch search
+    assert not calls
+    with pytest.raises(KeyError, match="'torch', 'faiss' or 'auto'"):
+        NNMemoryBank(size=8, dim=2, search='fast')

@@ -1,0 +1,1 @@
+"""Benchmark scripts (plain Python; see README, "Performance")."""
