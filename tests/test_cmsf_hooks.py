@@ -84,7 +84,7 @@ def _km_rank(rank: int, world: int, port: int, out_dir: str) -> None:
     q = blobs(6, 5, seed=11)[0]
     out = model.constrained_selector(q, bank, 3, sample_idx=torch.arange(6) * 7)
     mask, _ = model.constrained_selector.constraint_mask(q, bank, sample_idx=torch.arange(6) * 7)
-    torch.save(dict(ids=ids, indices=out.indices, mask=mask, x=x),
+    torch.save(dict(ids=ids, indices=out.indices, mask=mask.to_dense(), x=x),
                os.path.join(out_dir, f'rank{rank}.pt'))
     torch.distributed.destroy_process_group()
 

@@ -252,3 +252,73 @@ def test_registered_selector_named_in_config_is_used():
                         'unconstrained_purity', 'constrained_frac', 'rank_mean'}
     assert float(out['constrained_frac']) == 1.0
     (out['loss_constrained'] + out['loss_unconstrained']).backward()
+
+
+# ---------------------------------------------------------------------------- lazy masks
+def test_slot_mask_constructors_match_dense_references():
+    from mmmsf.models.memories import SlotMask
+    q_keys = torch.tensor([0, 2, -1, 1])
+    slot_keys = torch.arange(K) % 3
+    slot_keys[::7] = -1
+    dense = (slot_keys[None] == q_keys[:, None]) & (slot_keys >= 0)[None]
+    lazy = SlotMask.same_key(q_keys, slot_keys, K)
+    assert torch.equal(lazy.to_dense(), dense)
+    assert torch.equal(SlotMask.same_key(q_keys, lambda s, e: slot_keys[s:e], K).to_dense(),
+                       dense)
+    # blocks of any width concatenate to the whole mask; count is blockwise
+    assert torch.equal(torch.cat([lazy.block(s, s + 5) for s in range(0, K, 5)], 1), dense)
+    assert torch.equal(lazy.count(7), dense.sum(1))
+    assert torch.equal((~lazy).to_dense(), ~dense)
+    rows = torch.tensor([True, False, True, False])
+    assert torch.equal(lazy.or_rows(rows).to_dense(), dense | rows[:, None])
+    assert torch.equal(lazy.rows(torch.tensor([3, 0])).to_dense(), dense[[3, 0]])
+    idx = torch.tensor([[3, 40, 7], [0, 0, 47]])
+    member = torch.tensor([[True, True, False], [True, True, True]])
+    ref = torch.zeros(2, K, dtype=torch.bool)
+    for b in range(2):
+        ref[b, idx[b][member[b]]] = True
+    sets = SlotMask.index_sets(idx, member, K)
+    assert torch.equal(sets.to_dense(), ref)
+    assert torch.equal(torch.cat([sets.block(s, s + 10) for s in range(0, K, 10)], 1), ref)
+    assert torch.equal(SlotMask.full(2, K, False).to_dense(), torch.zeros(2, K, dtype=bool))
+
+
+@pytest.mark.parametrize('selector', ['kmeans', 'supervised', 'two_queue'])
+def test_constrained_search_builds_the_mask_one_block_at_a_time(selector, monkeypatch):
+    """No (B, K) mask is materialised: every block the search asks for is at most chunk_size
+    slots wide, and the result equals the dense-mask search."""
+    from mmmsf.models.memories import SlotMask
+    bank = make_bank(labels=torch.arange(K) % 4, sample_idx=torch.arange(K))
+    bank.chunk_size = 8
+    q = queries_from_bank(bank, [0, 5, 9, 30])
+    if selector == 'kmeans':
+        sel = KMeansSelector()
+        sel.set_cluster_ids(torch.arange(K) % 5)
+        side = dict(sample_idx=torch.tensor([0, 5, 9, 30]))
+    elif selector == 'supervised':
+        sel = SupervisedSelector()
+        side = dict(labels=torch.tensor([0, 1, 1, -1]))
+    else:
+        sel = TwoQueueSelector(topk_prime=6, second_query='third_view')
+        sel.bind(bank)
+        sel.chunk_size = 8
+        sel.second_bank.copy_(unit(K, seed=5))
+        sel.second_valid.fill_(True)
+        side = dict(extra_view_target=unit(4, seed=6))
+    mask, constrained = sel.constraint_mask(q, bank, **side)
+    assert isinstance(mask, SlotMask)
+    widths = []
+    block = SlotMask.block
+
+    def recording_block(self, start, stop):
+        out = block(self, start, stop)
+        widths.append(out.shape[1])
+        return out
+
+    monkeypatch.setattr(SlotMask, 'block', recording_block)
+    out = sel(q, bank, 7, **side)
+    assert widths and max(widths) <= bank.chunk_size
+    monkeypatch.undo()
+    dense = mask.to_dense()
+    ref = brute_force(q, bank.bank, 7, dense, constrained)
+    assert torch.equal(out.indices, ref)

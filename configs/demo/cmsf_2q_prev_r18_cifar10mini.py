@@ -1,6 +1,6 @@
 # Demo: CMSF-2Q, the released code's reading (u' = the image's previous-visit target embedding),
-# on the bundled real images, small-image ResNet-18, CPU-sized schedule; k = k' = 5.
-_base_ = './msf_r18_cifar10mini_ws.py'
+# on the bundled real images, small-image ResNet-18, 4 epochs (configs/demo/cmsf_base_r18_cifar10mini.py); k = k' = 5.
+_base_ = './cmsf_base_r18_cifar10mini.py'
 model = dict(
     type='CMSF',
     topk=5,
@@ -16,5 +16,3 @@ custom_hooks = [
     dict(type='EmbeddingCacheHook'),
     dict(type='ConstrainedRankHook', interval=5),
 ]
-log_processor = dict(window_size=5,
-                     mean_pattern=r'.*(loss|time|grad_norm|purity|frac|rank|pseudo_label).*')

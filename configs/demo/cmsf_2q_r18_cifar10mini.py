@@ -1,6 +1,6 @@
 # Demo: CMSF-2Q, the paper's reading (a third, weak view fills the second bank M'), on the
-# bundled real images, small-image ResNet-18, CPU-sized schedule; k = k' = 5.
-_base_ = './msf_r18_cifar10mini_ws.py'
+# bundled real images, small-image ResNet-18, 4 epochs (configs/demo/cmsf_base_r18_cifar10mini.py); k = k' = 5.
+_base_ = './cmsf_base_r18_cifar10mini.py'
 model = dict(
     type='CMSF',
     topk=5,
@@ -21,5 +21,3 @@ custom_hooks = [
     dict(type='RandomStateHook'),
     dict(type='ConstrainedRankHook', interval=5),
 ]
-log_processor = dict(window_size=5,
-                     mean_pattern=r'.*(loss|time|grad_norm|purity|frac|rank|pseudo_label).*')

@@ -1,6 +1,6 @@
 # Demo: CMSF-KM on the bundled real images (data/cifar10_mini, 3,000 images), small-image
-# ResNet-18, CPU-sized schedule. ~30 images per k-means cluster, as 1.28M / 50,000 on ImageNet.
-_base_ = './msf_r18_cifar10mini_ws.py'
+# ResNet-18, 4 epochs (configs/demo/cmsf_base_r18_cifar10mini.py). ~30 images per k-means cluster, as 1.28M / 50,000 on ImageNet.
+_base_ = './cmsf_base_r18_cifar10mini.py'
 model = dict(
     type='CMSF',
     topk=5,
@@ -16,5 +16,3 @@ custom_hooks = [
     dict(type='KMeansClusterHook', num_clusters=100, niter=20, seed=0),
     dict(type='ConstrainedRankHook', interval=5),
 ]
-log_processor = dict(window_size=5,
-                     mean_pattern=r'.*(loss|time|grad_norm|purity|frac|rank|pseudo_label).*')

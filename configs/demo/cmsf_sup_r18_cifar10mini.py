@@ -1,6 +1,6 @@
 # Demo: supervised CMSF (C = same label, constrained term only, k = 10) on the bundled real
-# images, small-image ResNet-18, CPU-sized schedule.
-_base_ = './msf_r18_cifar10mini_ws.py'
+# images, small-image ResNet-18, 4 epochs (configs/demo/cmsf_base_r18_cifar10mini.py).
+_base_ = './cmsf_base_r18_cifar10mini.py'
 model = dict(
     type='CMSF',
     topk=10,
@@ -13,5 +13,3 @@ custom_hooks = [
     dict(type='RandomStateHook'),
     dict(type='ConstrainedRankHook', interval=5),
 ]
-log_processor = dict(window_size=5,
-                     mean_pattern=r'.*(loss|time|grad_norm|purity|frac|rank|pseudo_label).*')

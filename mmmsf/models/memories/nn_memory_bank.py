@@ -14,7 +14,7 @@ the exact search runs one GEMM per block of ``chunk_size`` slots into a single r
 allocated per step. ``benchmarks/`` measures both (README, "Performance").
 """
 import warnings
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from mmengine.dist import all_gather, get_world_size
 
 from mmmsf.registry import MODELS
+from .slot_mask import SlotMask
 
 _DTYPES = {'float32': torch.float32, 'float16': torch.float16, 'bfloat16': torch.bfloat16}
 
@@ -34,7 +35,8 @@ def concat_all_gather(t: torch.Tensor) -> torch.Tensor:
 
 
 def chunked_topk(query: torch.Tensor, keys: torch.Tensor, k: int, chunk_size: int = 65536,
-                 mask: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+                 mask: Optional[Union[torch.Tensor, SlotMask]] = None
+                 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Exact top-k by inner product, materialising at most ``B x chunk_size`` similarities.
 
     The similarities of one block of ``chunk_size`` keys are written into a single reused
@@ -43,8 +45,9 @@ def chunked_topk(query: torch.Tensor, keys: torch.Tensor, k: int, chunk_size: in
     final sort of the ``B x k * blocks`` candidates gives the answer.
 
     Args:
-        query: (B, D); keys: (K, D), any float dtype; mask: optional (B, K) bool, ``False``
-            entries are excluded (their similarity is treated as ``-inf``).
+        query: (B, D); keys: (K, D), any float dtype; mask: optional (B, K) bool tensor or
+            :class:`SlotMask` (built one block at a time), ``False`` entries are excluded
+            (their similarity is treated as ``-inf``).
     Returns:
         (similarities, indices), both (B, k), similarities in float32, sorted by decreasing
         similarity; among equal similarities the lower bank index comes first, whatever the
@@ -58,8 +61,10 @@ def chunked_topk(query: torch.Tensor, keys: torch.Tensor, k: int, chunk_size: in
         raise ValueError(f'top-k with k={k} > bank size {num_keys}: lower k or enlarge the bank.')
     if k < 1 or chunk_size < 1:
         raise ValueError(f'chunked_topk needs k >= 1 and chunk_size >= 1, got {k}, {chunk_size}.')
-    if mask is not None and tuple(mask.shape) != (b, num_keys):
-        raise ValueError(f'search mask must be (B, K) = {(b, num_keys)}, got {tuple(mask.shape)}.')
+    if mask is not None:
+        mask = SlotMask.coerce(mask)
+        if mask.shape != (b, num_keys):
+            raise ValueError(f'search mask must be (B, K) = {(b, num_keys)}, got {mask.shape}.')
     # On a GPU the tie check of every block is one device-to-host copy; it is deferred to a
     # single check per search (ties between distinct embeddings essentially never occur). With
     # a mask, ``-inf`` ties are the rule, so those searches resolve them block by block.
@@ -87,7 +92,7 @@ def _chunked_topk_pass(query, keys, k, chunk_size, mask, fix_ties: bool):
         sim = dist[:b * n].view(b, n)
         _block_similarities(q, block, sim, staging)
         if mask is not None:
-            sim.masked_fill_(mask[:, start:start + n].logical_not(), float('-inf'))
+            sim.masked_fill_(mask.block(start, start + n).logical_not(), float('-inf'))
         kk = min(k, n)
         if n > kk:
             s, i = torch.topk(sim, kk + 1, dim=1)  # sorted; the (kk+1)-th reveals a tie
@@ -290,7 +295,8 @@ class NNMemoryBank(nn.Module):
 
     @torch.no_grad()
     def search(self, query: torch.Tensor, k: int,
-               mask: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+               mask: Optional[Union[torch.Tensor, SlotMask]] = None
+               ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Exact top-k neighbours of unit ``query`` (B, D): (similarity, index), (B, k) each.
 
         Squared Euclidean distance on unit vectors is ``2 - 2 * similarity``. Masked searches

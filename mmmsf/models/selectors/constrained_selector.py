@@ -4,7 +4,9 @@ CMSF (Tejankar et al., "Constrained Mean Shift", §3) replaces MSF's search over
 bank M by a search over a subset C of M: the query's neighbours are the top-k of its target
 embedding ``u`` among the entries of C. A subclass only says what C is, as a (B, K) boolean mask
 over the bank slots (:meth:`ConstrainedSelector.constraint_mask`), and which queries are
-constrained at all; this class does the exact search.
+constrained at all; this class does the exact search. The mask is best given as a lazy
+:class:`~mmmsf.models.memories.SlotMask`, which the chunked search builds one block of slots at
+a time (nothing bank-sized per step); a dense bool tensor also works.
 
 Rules shared by every constrained selector:
 
@@ -26,10 +28,11 @@ algorithm keep it in step with the bank: :meth:`bind` (allocate state shaped lik
 once at build time) and :meth:`after_enqueue` (called each step right after the step's targets
 were written to the bank, with the slots they went to).
 """
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Sequence, Tuple, Union
 
 import torch
 
+from ..memories.slot_mask import SlotMask
 from .base_selector import BaseSelector, SelectorOutput
 
 
@@ -54,8 +57,9 @@ class ConstrainedSelector(BaseSelector):
 
     # ------------------------------------------------------------------ selection
     def constraint_mask(self, query: torch.Tensor, bank,
-                        **side) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(mask (B, K) bool: slot j is in C of query b; constrained (B,) bool)."""
+                        **side) -> Tuple[Union[SlotMask, torch.Tensor], torch.Tensor]:
+        """(mask (B, K): slot j is in C of query b, a SlotMask or bool tensor;
+        constrained (B,) bool)."""
         raise NotImplementedError
 
     @torch.no_grad()
@@ -65,17 +69,17 @@ class ConstrainedSelector(BaseSelector):
 
     @staticmethod
     @torch.no_grad()
-    def topk_in_set(query: torch.Tensor, bank, k: int, mask: torch.Tensor,
+    def topk_in_set(query: torch.Tensor, bank, k: int, mask: Union[SlotMask, torch.Tensor],
                     constrained: torch.Tensor) -> SelectorOutput:
         """Exact top-k of each constrained query inside its C (``mask`` row), plain top-k for the
         others; short sets are completed with the nearest entries outside C (module docstring).
         """
-        mask = mask | ~constrained[:, None]
-        c_size = mask.sum(dim=1)
+        mask = SlotMask.coerce(mask).or_rows(~constrained)
+        c_size = mask.count(bank.chunk_size)
         _, idx = bank.search(query, k, mask=mask)
         short = torch.nonzero(c_size < k).flatten()
         if short.numel():
-            _, fill = bank.search(query[short], k, mask=~mask[short])
+            _, fill = bank.search(query[short], k, mask=(~mask).rows(short))
             pos = torch.arange(k, device=idx.device)[None, :]
             have = c_size[short][:, None]
             from_fill = fill.gather(1, (pos - have).clamp(min=0))

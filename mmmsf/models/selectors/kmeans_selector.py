@@ -11,6 +11,7 @@ from typing import Tuple
 import torch
 
 from mmmsf.registry import MODELS
+from ..memories.slot_mask import SlotMask
 from .constrained_selector import ConstrainedSelector, per_image_lookup
 
 
@@ -41,10 +42,13 @@ class KMeansSelector(ConstrainedSelector):
     def constraint_mask(self, query: torch.Tensor, bank, sample_idx: torch.Tensor,
                         **side) -> Tuple[torch.Tensor, torch.Tensor]:
         if self.cluster_ids.numel() == 0:
-            b, n = query.shape[0], bank.size
-            return (torch.ones(b, n, dtype=torch.bool, device=query.device),
+            b = query.shape[0]
+            return (SlotMask.full(b, bank.size, True, query.device),
                     torch.zeros(b, dtype=torch.bool, device=query.device))
         q_ids = per_image_lookup(self.cluster_ids, sample_idx)
-        slot_ids = per_image_lookup(self.cluster_ids, bank.sample_idx.to(sample_idx.device))
-        mask = (slot_ids[None, :] == q_ids[:, None]) & (slot_ids >= 0)[None, :]
-        return mask, q_ids >= 0
+        slot_idx = bank.sample_idx
+
+        def slot_ids(s: int, e: int) -> torch.Tensor:  # current cluster of each slot's image
+            return per_image_lookup(self.cluster_ids, slot_idx[s:e].to(sample_idx.device))
+
+        return SlotMask.same_key(q_ids, slot_ids, bank.size), q_ids >= 0

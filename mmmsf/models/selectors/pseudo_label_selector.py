@@ -18,6 +18,7 @@ import torch.nn as nn
 
 from mmmsf.registry import MODELS
 from ..memories.nn_memory_bank import concat_all_gather
+from ..memories.slot_mask import SlotMask
 from .constrained_selector import ConstrainedSelector, per_image_lookup
 
 
@@ -122,9 +123,8 @@ class PseudoLabelSelector(ConstrainedSelector):
         self.slot_labels[slots.to(self.slot_labels.device)] = lab_all.to(self.slot_labels.device)
 
     @staticmethod
-    def _mask(slot_labels: torch.Tensor, q_lab: torch.Tensor) -> torch.Tensor:
-        slot = slot_labels.to(q_lab.device)
-        return (slot[None, :] == q_lab[:, None]) & (slot >= 0)[None, :]
+    def _mask(slot_labels: torch.Tensor, q_lab: torch.Tensor) -> SlotMask:
+        return SlotMask.same_key(q_lab, slot_labels, slot_labels.numel())
 
     def constraint_mask(self, query: torch.Tensor, bank, sample_idx: torch.Tensor,
                         labels: torch.Tensor, **side) -> Tuple[torch.Tensor, torch.Tensor]:

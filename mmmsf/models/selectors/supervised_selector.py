@@ -4,6 +4,7 @@ from typing import Tuple
 import torch
 
 from mmmsf.registry import MODELS
+from ..memories.slot_mask import SlotMask
 from .constrained_selector import ConstrainedSelector
 
 
@@ -20,6 +21,4 @@ class SupervisedSelector(ConstrainedSelector):
 
     def constraint_mask(self, query: torch.Tensor, bank, labels: torch.Tensor,
                         **side) -> Tuple[torch.Tensor, torch.Tensor]:
-        bank_labels = bank.labels.to(labels.device)
-        mask = (bank_labels[None, :] == labels[:, None]) & (bank_labels >= 0)[None, :]
-        return mask, labels >= 0
+        return SlotMask.same_key(labels, bank.labels, bank.size), labels >= 0

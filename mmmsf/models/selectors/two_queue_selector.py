@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from mmmsf.registry import MODELS
 from ..memories.nn_memory_bank import chunked_topk, concat_all_gather
+from ..memories.slot_mask import SlotMask
 from .constrained_selector import ConstrainedSelector
 
 SECOND_QUERY_SOURCES = {'third_view': 'extra_view_target', 'previous_visit': 'previous_target'}
@@ -100,9 +101,8 @@ class TwoQueueSelector(ConstrainedSelector):
         sims, idx = chunked_topk(u2.to(query.device), self.second_bank, kp, self.chunk_size,
                                  valid_slots)
         in_c = torch.isfinite(sims)  # -inf: fewer than k' valid slots in M'
-        mask = torch.zeros(b, size, dtype=torch.bool, device=query.device)
-        mask.scatter_(1, idx, in_c)
-        return mask, valid.to(query.device) & in_c.any(dim=1)
+        return (SlotMask.index_sets(idx, in_c, size),
+                valid.to(query.device) & in_c.any(dim=1))
 
     def extra_repr(self) -> str:
         return f'topk_prime={self.topk_prime}, second_query={self.second_query!r}'
