@@ -1,6 +1,7 @@
 """Memory of mean shift: bytes held by the banks and caches against their K x D x bytes payload,
 and what one step's neighbour search allocates on top (goal: nothing bank-sized beyond one
-distance block of B x chunk_size floats).
+distance block of B x chunk_size floats; a constrained CMSF search adds one B x chunk_size bool
+block of its lazy C mask and the block's negation).
 
 Held bytes are read from the modules' buffers (NNMemoryBank, CMSF-2Q's second bank, the
 embedding cache, per-image cluster ids). Per-step allocations are recorded with the torch
@@ -159,6 +160,8 @@ def main(argv=None):
             block = batch * min(chunk, size) * 4
             if dtype != 'float32' and device.type == 'cpu':
                 block += min(chunk, size) * dim * 4  # float32 staging copy of one key block
+            if selector != 'top-k':  # one bool block of the lazy C mask and its negation
+                block += 2 * batch * min(chunk, size)
             bank_bytes = bank.bank.numel() * bank.bank.element_size()
             row = dict(bank_size=size, dim=dim, batch=batch, bank_dtype=dtype, search=search,
                        selector=selector, chunk_size=chunk, peak_bytes=peak,

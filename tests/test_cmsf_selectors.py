@@ -267,7 +267,7 @@ def test_slot_mask_constructors_match_dense_references():
                        dense)
     # blocks of any width concatenate to the whole mask; count is blockwise
     assert torch.equal(torch.cat([lazy.block(s, s + 5) for s in range(0, K, 5)], 1), dense)
-    assert torch.equal(lazy.count(7), dense.sum(1))
+    assert torch.equal(lazy.count(7).long(), dense.sum(1))
     assert torch.equal((~lazy).to_dense(), ~dense)
     rows = torch.tensor([True, False, True, False])
     assert torch.equal(lazy.or_rows(rows).to_dense(), dense | rows[:, None])

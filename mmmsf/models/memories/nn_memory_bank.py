@@ -86,13 +86,14 @@ def _chunked_topk_pass(query, keys, k, chunk_size, mask, fix_ties: bool):
         staging = torch.empty(block_rows, keys.shape[1], dtype=torch.float32,
                               device=keys.device)
     cand_s, cand_i, tie_flags = [], [], []
+    neg_inf = torch.full((), float('-inf'), device=query.device)
     for start in range(0, num_keys, chunk_size):
         block = keys[start:start + chunk_size]
         n = block.shape[0]
         sim = dist[:b * n].view(b, n)
         _block_similarities(q, block, sim, staging)
         if mask is not None:
-            sim.masked_fill_(mask.block(start, start + n).logical_not(), float('-inf'))
+            torch.where(mask.block(start, start + n), sim, neg_inf, out=sim)
         kk = min(k, n)
         if n > kk:
             s, i = torch.topk(sim, kk + 1, dim=1)  # sorted; the (kk+1)-th reveals a tie
@@ -131,21 +132,24 @@ def _block_similarities(q: torch.Tensor, block: torch.Tensor, out: torch.Tensor,
 
 def _resolve_cut_ties(sim: torch.Tensor, s: torch.Tensor, i: torch.Tensor,
                       tie: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """In rows where equal values straddle the top-k cut, keep the lowest-index ones."""
-    rows = torch.nonzero(tie).flatten()
-    kk = s.shape[1]
-    sub = sim[rows]
-    t = s[rows, kk - 1:kk]
-    n = sub.shape[1]
-    # score: tied entries by increasing column (n, n-1, ...), all others -1
-    score = torch.where(sub == t, torch.arange(n, 0, -1, device=sim.device), -1)
-    tied = torch.topk(score, kk, dim=1).indices
-    above = (s[rows] > t).sum(dim=1, keepdim=True)  # entries strictly above the tied value
+    """In rows where equal values straddle the top-k cut, keep the lowest-index ones.
+
+    Overwrites the block ``sim`` (not needed afterwards) with a tie score, so resolving costs
+    one bool block and no copy -- with a mask, ``-inf`` ties occur in almost every block.
+    """
+    kk, n = s.shape[1], sim.shape[1]
+    t = s[:, kk - 1:kk]
+    eq = sim == t
+    eq &= tie[:, None]
+    # score: tied entries by increasing column (n, n-1, ...; exact in float32), all others -1
+    desc = torch.arange(n, 0, -1, device=sim.device, dtype=sim.dtype)
+    torch.where(eq, desc, desc.new_full((), -1.0), out=sim)
+    tied = torch.topk(sim, kk, dim=1).indices
+    above = (s > t).sum(dim=1, keepdim=True)  # entries strictly above the tied value
     pos = torch.arange(kk, device=sim.device)[None, :]
-    keep = pos < above
-    s, i = s.clone(), i.clone()
-    i[rows] = torch.where(keep, i[rows], tied.gather(1, (pos - above).clamp(min=0)))
-    s[rows] = torch.where(keep, s[rows], t.expand(-1, kk))
+    keep = (pos < above) | ~tie[:, None]
+    i = torch.where(keep, i, tied.gather(1, (pos - above).clamp(min=0)))
+    s = torch.where(keep, s, t.expand(-1, kk))
     return s, i
 
 

@@ -99,10 +99,10 @@ class SlotMask:
 
     # ------------------------------------------------------------------ reductions
     def count(self, chunk_size: int) -> torch.Tensor:
-        """|C(b)| for every row, (B,) long, one block of ``chunk_size`` slots at a time."""
+        """|C(b)| for every row, (B,) int32, one block of ``chunk_size`` slots at a time."""
         total = None
         for s in range(0, self.shape[1], chunk_size):
-            c = self.block(s, s + chunk_size).sum(dim=1)
+            c = self.block(s, s + chunk_size).sum(dim=1, dtype=torch.int32)  # no int64 block
             total = c if total is None else total + c
         return total
 
