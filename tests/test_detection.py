@@ -198,14 +198,38 @@ def test_tiny_voc_layout_and_clear_errors(tmp_path):
     ids = (root / 'VOC2007/ImageSets/Main/test.txt').read_text().split()
     assert len(ids) == 4 and not set(ids) & set(
         (root / 'VOC2007/ImageSets/Main/trainval.txt').read_text().split())
+    # Every box frames the photograph it names: the crop at the box's (1-based, inclusive)
+    # coordinates, scaled back to 32 px, is nearest to a CIFAR-10 test image of that class,
+    # and the same crop shifted by a quarter of the box matches far worse.
+    import cv2
+    import numpy as np
+    voc_to_cifar = {v: c for c, v in CIFAR_TO_VOC.items()}
+    sources = {c: np.stack([cv2.imread(osp.join(MINI, 'test', c, f)).astype(np.float32)
+                            for f in sorted(os.listdir(osp.join(MINI, 'test', c)))])
+               for c in CIFAR_TO_VOC}
+
+    def best_match(img, x1, y1, x2, y2):
+        crop = cv2.resize(img[y1 - 1:y2, x1 - 1:x2], (32, 32), interpolation=cv2.INTER_AREA)
+        errs = {c: np.abs(src - crop.astype(np.float32)).mean(axis=(1, 2, 3)).min()
+                for c, src in sources.items()}
+        return min(errs, key=errs.get), min(errs.values())
+
     n_boxes = 0
     for i in ids:
         ann = ET.parse(root / 'VOC2007/Annotations' / f'{i}.xml').getroot()
+        img = cv2.imread(str(root / 'VOC2007/JPEGImages' / f'{i}.jpg'))
+        assert img.shape == (96, 96, 3)
         for obj in ann.iter('object'):
-            assert obj.find('name').text in CIFAR_TO_VOC.values()
+            name = obj.find('name').text
             b = [int(obj.find('bndbox').find(t).text) for t in ('xmin', 'ymin', 'xmax', 'ymax')]
-            assert 1 <= b[0] < b[2] <= 96 and 1 <= b[1] < b[3] <= 96  # VOC: 1-based
             assert 24 * 0.8 <= b[2] - b[0] + 1 <= 40 * 1.2
+            cls, err = best_match(img, *b)
+            assert cls == voc_to_cifar[name] and err < 10, (name, cls, err)
+            dx, dy = (b[2] - b[0]) // 4, (b[3] - b[1]) // 4
+            sx = dx if b[0] + dx <= 96 - (b[2] - b[0]) else -dx  # stay inside the image
+            sy = dy if b[1] + dy <= 96 - (b[3] - b[1]) else -dy
+            _, shifted = best_match(img, b[0] + sx, b[1] + sy, b[2] + sx, b[3] + sy)
+            assert shifted > 2 * err, (err, shifted)
             n_boxes += 1
     assert n_boxes == sum(stats['VOC2007/test'].values())
     # mmdet's VOCDataset reads it as it is.
