@@ -1,5 +1,6 @@
 # Demo: CMSF-2Q, the released code's reading (u' = the image's previous-visit target embedding),
-# on the bundled real images, small-image ResNet-18, 4 epochs (configs/demo/cmsf_base_r18_cifar10mini.py); k = k' = 5.
+# on the bundled real images, small-image ResNet-18, 4 epochs (cmsf_base_r18_cifar10mini.py);
+# k = k' = 5.
 _base_ = './cmsf_base_r18_cifar10mini.py'
 model = dict(
     type='CMSF',

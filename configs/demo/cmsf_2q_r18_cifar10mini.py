@@ -1,5 +1,6 @@
 # Demo: CMSF-2Q, the paper's reading (a third, weak view fills the second bank M'), on the
-# bundled real images, small-image ResNet-18, 4 epochs (configs/demo/cmsf_base_r18_cifar10mini.py); k = k' = 5.
+# bundled real images, small-image ResNet-18, 4 epochs (cmsf_base_r18_cifar10mini.py);
+# k = k' = 5.
 _base_ = './cmsf_base_r18_cifar10mini.py'
 model = dict(
     type='CMSF',

@@ -9,6 +9,5 @@ param_scheduler = [dict(type='CosineAnnealingLR', T_max=max_epochs, by_epoch=Tru
                         end=max_epochs)]
 train_cfg = dict(max_epochs=max_epochs)
 default_hooks = dict(checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
-model = dict(type='CMSF')
 log_processor = dict(window_size=5,
                      mean_pattern=r'.*(loss|time|grad_norm|purity|frac|rank|pseudo_label).*')

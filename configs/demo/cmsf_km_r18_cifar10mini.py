@@ -1,5 +1,6 @@
 # Demo: CMSF-KM on the bundled real images (data/cifar10_mini, 3,000 images), small-image
-# ResNet-18, 4 epochs (configs/demo/cmsf_base_r18_cifar10mini.py). ~30 images per k-means cluster, as 1.28M / 50,000 on ImageNet.
+# ResNet-18, 4 epochs (cmsf_base_r18_cifar10mini.py). ~30 images per k-means cluster, as
+# 1.28M / 50,000 on ImageNet.
 _base_ = './cmsf_base_r18_cifar10mini.py'
 model = dict(
     type='CMSF',

@@ -1,6 +1,7 @@
 # Demo: semi-supervised CMSF with 10% labels (30 images per class, listed in
 # data/cifar10_mini/labelled_10percent.txt) on the bundled real images, small-image ResNet-18,
-# 4 epochs (configs/demo/cmsf_base_r18_cifar10mini.py); pseudo-labeller 64-1024-10, threshold 0.85, k = 10.
+# 4 epochs (cmsf_base_r18_cifar10mini.py); pseudo-labeller 64-1024-10, threshold 0.85,
+# k = 10.
 _base_ = './cmsf_base_r18_cifar10mini.py'
 model = dict(
     type='CMSF',

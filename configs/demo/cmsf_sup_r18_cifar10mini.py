@@ -1,5 +1,5 @@
 # Demo: supervised CMSF (C = same label, constrained term only, k = 10) on the bundled real
-# images, small-image ResNet-18, 4 epochs (configs/demo/cmsf_base_r18_cifar10mini.py).
+# images, small-image ResNet-18, 4 epochs (cmsf_base_r18_cifar10mini.py).
 _base_ = './cmsf_base_r18_cifar10mini.py'
 model = dict(
     type='CMSF',

@@ -40,7 +40,7 @@ class KMeansSelector(ConstrainedSelector):
         self.cluster_ids.copy_(ids.to(self.cluster_ids.device, torch.long))
 
     def constraint_mask(self, query: torch.Tensor, bank, sample_idx: torch.Tensor,
-                        **side) -> Tuple[torch.Tensor, torch.Tensor]:
+                        **side) -> Tuple[SlotMask, torch.Tensor]:
         if self.cluster_ids.numel() == 0:
             b = query.shape[0]
             return (SlotMask.full(b, bank.size, True, query.device),

@@ -127,7 +127,7 @@ class PseudoLabelSelector(ConstrainedSelector):
         return SlotMask.same_key(q_lab, slot_labels, slot_labels.numel())
 
     def constraint_mask(self, query: torch.Tensor, bank, sample_idx: torch.Tensor,
-                        labels: torch.Tensor, **side) -> Tuple[torch.Tensor, torch.Tensor]:
+                        labels: torch.Tensor, **side) -> Tuple[SlotMask, torch.Tensor]:
         q_lab = self.constraint_labels(query, sample_idx, labels)['labels']
         return self._mask(self.slot_labels, q_lab), q_lab >= 0
 

@@ -20,5 +20,5 @@ class SupervisedSelector(ConstrainedSelector):
     requires = ('labels', )
 
     def constraint_mask(self, query: torch.Tensor, bank, labels: torch.Tensor,
-                        **side) -> Tuple[torch.Tensor, torch.Tensor]:
+                        **side) -> Tuple[SlotMask, torch.Tensor]:
         return SlotMask.same_key(labels, bank.labels, bank.size), labels >= 0

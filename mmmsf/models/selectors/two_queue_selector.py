@@ -92,7 +92,7 @@ class TwoQueueSelector(ConstrainedSelector):
         self.second_valid[slots] = valid_all.to(self.second_valid.device)
 
     def constraint_mask(self, query: torch.Tensor, bank,
-                        **side) -> Tuple[torch.Tensor, torch.Tensor]:
+                        **side) -> Tuple[SlotMask, torch.Tensor]:
         self._check_bound()
         u2, valid = self._second(side)
         b, size = query.shape[0], self.second_bank.shape[0]
