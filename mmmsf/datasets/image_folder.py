@@ -15,6 +15,7 @@ from typing import List, Optional, Sequence
 from mmengine.dataset import BaseDataset
 
 from mmmsf.registry import DATASETS
+from .sample_seed import aug_seed_of, seeded_random
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
 
@@ -40,6 +41,12 @@ class ImageFolder(BaseDataset):
         self._classes = list(classes) if classes is not None else None
         super().__init__(data_root=data_root, data_prefix=data_prefix, ann_file=ann_file,
                          pipeline=list(pipeline), **kwargs)
+
+    def __getitem__(self, idx: int) -> dict:
+        """The sample at ``idx``; an index from :class:`~mmmsf.datasets.ResumableSampler`
+        carries its augmentation seed, under which the pipeline runs."""
+        with seeded_random(aug_seed_of(idx)):
+            return super().__getitem__(int(idx))
 
     @property
     def img_root(self) -> str:
@@ -89,10 +96,16 @@ class ImageFolder(BaseDataset):
         else:
             for cls in classes:
                 folder = osp.join(self.img_root, cls)
+                before = len(data_list)
                 for root, _, files in sorted(os.walk(folder, followlinks=True)):
                     for name in sorted(files):
                         if name.lower().endswith(IMG_EXTENSIONS):
                             data_list.append(self._entry(osp.join(root, name), cls_to_idx[cls]))
+                if len(data_list) == before:
+                    # an empty class would still take a label and shift every later class's
+                    raise ValueError(
+                        f'class folder {folder!r} holds no image (extensions {IMG_EXTENSIONS}): '
+                        'add its images or delete the folder.')
         if not data_list:
             raise ValueError(f'no images found in {self.img_root!r}'
                              f'{" (list " + self.ann_file + ")" if self.ann_file else ""}: the '
