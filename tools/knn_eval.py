@@ -6,13 +6,14 @@
 Unweighted majority vote as in the paper (``--weighted``: similarity-weighted vote,
 ``exp(s / T)``). Features are cached with ``--cache-dir`` (recomputed when the weights or images
 change). The result is printed and written to <checkpoint folder>/eval/knn_<checkpoint>.json
-(``--out`` elsewhere), which tools/analysis/results_table.py reads.
+(with ``--random-init``: work_dirs/eval/knn_random_init.json; ``--out`` elsewhere), which
+tools/analysis/results_table.py reads; the path is printed.
 """
 import argparse
 import json
 import os.path as osp
 
-from mmengine.config import DictAction
+from mmmsf.apis.config import DictAction
 
 from mmmsf.apis import knn_from_config, load_config
 from mmmsf.evaluation.results_io import results_path, write_results
@@ -50,6 +51,7 @@ def main():
                                    'knn', stem)
     write_results(out, 'knn', res, checkpoint=ckpt, config=osp.abspath(args.config),
                   weighted=bool(args.weighted or knn_cfg.get('weighted', False)))
+    print(f'written to {osp.abspath(out)}')
 
 
 if __name__ == '__main__':

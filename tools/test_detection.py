@@ -8,7 +8,7 @@ are its per-threshold values, AP their mean.
 import argparse
 import json
 
-from mmengine.config import DictAction
+from mmmsf.apis.config import DictAction
 from mmengine.dist import get_rank
 
 from mmmsf.detection import load_detection_config, test_detector

@@ -5,7 +5,7 @@
 """
 import argparse
 
-from mmengine.config import DictAction
+from mmmsf.apis.config import DictAction
 
 from mmmsf.apis import load_config, prepare_train_cfg, train
 
@@ -16,6 +16,9 @@ def parse_args():
     p.add_argument('--work-dir', help='where logs and checkpoints go')
     p.add_argument('--resume', nargs='?', const='auto', default=None,
                    help='resume from CKPT, or from the latest checkpoint of work-dir if no CKPT')
+    p.add_argument('--resume-if-any', dest='resume', action='store_const', const='if-any',
+                   help='resume from the latest checkpoint of work-dir if there is one, else '
+                   'start fresh (and say so)')
     p.add_argument('--amp', action='store_true', help='automatic mixed precision')
     p.add_argument('--data-root', help='override the data_root of every dataset')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys')
@@ -32,4 +35,5 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    from mmmsf.apis.cli import run_tool
+    run_tool(main)

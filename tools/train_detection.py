@@ -9,7 +9,7 @@ CKPT is a checkpoint of tools/train.py or a backbone written by tools/extract_ba
 import argparse
 import os.path as osp
 
-from mmengine.config import DictAction
+from mmmsf.apis.config import DictAction
 from mmengine.dist import get_rank
 
 from mmmsf.detection import (format_runs, last_checkpoint, load_detection_config,
@@ -61,4 +61,5 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    from mmmsf.apis.cli import run_tool
+    run_tool(main)

@@ -11,7 +11,7 @@ The result is also written to <checkpoint folder>/eval/transfer_<checkpoint>.jso
 import argparse
 import os.path as osp
 
-from mmengine.config import DictAction
+from mmmsf.apis.config import DictAction
 
 from mmmsf.apis import load_config
 from mmmsf.apis.transfer_eval import format_transfer_table, parse_dataset_args, transfer_eval

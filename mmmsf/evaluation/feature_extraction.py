@@ -70,6 +70,27 @@ def _gather_rows(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([p[:s] for p, s in zip(parts, sizes)])
 
 
+def check_equal_sizes(batch: dict) -> None:
+    """Raise one ``ValueError`` naming the image whose size differs from the batch's first
+    (an evaluation pipeline without resize and crop, on images of several sizes)."""
+    inputs = batch.get('inputs') if isinstance(batch, dict) else None
+    if not isinstance(inputs, (list, tuple)) or not inputs or not torch.is_tensor(inputs[0]):
+        return
+    shape = tuple(inputs[0].shape)
+    for i, x in enumerate(inputs):
+        if torch.is_tensor(x) and tuple(x.shape) != shape:
+            samples = batch.get('data_samples') or []
+
+            def path(j):
+                return samples[j].metainfo.get('img_path', f'sample {j}') \
+                    if j < len(samples) else f'sample {j}'
+            raise ValueError(
+                f'image {path(i)!r} is {tuple(x.shape)[1:]} (H, W) after the evaluation pipeline, '
+                f'{path(0)!r} is {shape[1:]}: give the evaluation pipeline a resize and crop to '
+                "one size, e.g. dict(type='Resize', scale=(1 << 20, 256), keep_ratio=True), "
+                "dict(type='CenterCrop', crop_size=224).")
+
+
 @torch.no_grad()
 def extract_features(model, dataloader, device: Optional[torch.device] = None,
                      cache_file: Optional[str] = None, normalize: bool = True,
@@ -104,6 +125,7 @@ def extract_features(model, dataloader, device: Optional[torch.device] = None,
         model.to(device)
     feats, labels, indices = [], [], []
     for batch in dataloader:
+        check_equal_sizes(batch)
         data = model.data_preprocessor(batch, False)
         x = data['inputs']
         x = x[0] if isinstance(x, (list, tuple)) and x and x[0].dim() == 4 else x

@@ -30,7 +30,14 @@ train_dataloader = dict(
     dataset=dict(type='ImageFolder', data_root=data_root, data_prefix='train',
                  pipeline=train_pipeline),
 )
-test_pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
+# Resize the short edge and crop the centre (as the paper's 256 / 224 for ImageNet), so images
+# of other sizes evaluate too; a no-op on the 32 px images.
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(1 << 20, 32), keep_ratio=True),
+    dict(type='CenterCrop', crop_size=32),
+    dict(type='PackInputs'),
+]
 knn_train_dataloader = dict(
     batch_size=256, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(type='ImageFolder', data_root=data_root, data_prefix='train',

@@ -91,7 +91,12 @@ class KMeansClusterHook(Hook):
 
     def before_run(self, runner) -> None:
         selector, _ = self._parts(unwrap(runner))
-        selector.allocate_per_image('cluster_ids', len(runner.train_dataloader.dataset), -1)
+        num_images = len(runner.train_dataloader.dataset)
+        if self.num_clusters > num_images:  # found now, not after the first epoch
+            raise ValueError(f'KMeansClusterHook num_clusters={self.num_clusters} is more than '
+                             f'the {num_images} training images: lower num_clusters (at most '
+                             'the number of images).')
+        selector.allocate_per_image('cluster_ids', num_images, -1)
 
     @torch.no_grad()
     def cluster(self, model) -> torch.Tensor:
