@@ -36,8 +36,9 @@ class SeededIndex(int):
 
 def sample_seed(seed: int, epoch: int, position: int) -> int:
     """A 63-bit seed for the sample at ``position`` of ``epoch``'s global order."""
-    return int(np.random.SeedSequence([seed % 2**32, epoch, position]).generate_state(
-        2, dtype=np.uint32).astype(np.uint64).dot([1, 2**32]) & (2**63 - 1))
+    lo, hi = np.random.SeedSequence([seed % 2**32, epoch, position]).generate_state(
+        2, dtype=np.uint32)
+    return (int(hi) << 32 | int(lo)) & (2**63 - 1)
 
 
 def aug_seed_of(index) -> Optional[int]:
