@@ -58,5 +58,6 @@ def test_failure_of_two_processes_is_one_message(tmp_path):
     assert 'Traceback' not in p.stdout + p.stderr and 'ChildFailedError' not in p.stderr
     folder = err[1].split(': ', 1)[1].rstrip(')')
     assert osp.isfile(osp.join(folder, 'launcher.log'))
-    assert 'Traceback' in open(osp.join(folder, 'rank0.traceback')).read()
+    rank = err[0].split()[2].rstrip(':')  # 'error: rank R: ...'
+    assert 'Traceback' in open(osp.join(folder, f'rank{rank}.traceback')).read()
     assert not list((tmp_path / 'w').rglob('*.pth'))
