@@ -87,9 +87,12 @@ def check_checkpoint_fits(model: torch.nn.Module, path: str, max_listed: int = 5
     state: Dict[str, torch.Tensor] = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) \
         else {}
     mine = model.state_dict()
+    # per-image buffers (embedding cache, cluster ids, ...) are allocated by hooks before the
+    # run: an empty model tensor takes any shape
     differ: List[str] = [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(mine[k].shape)}'
                          for k, v in state.items()
-                         if k in mine and hasattr(v, 'shape') and v.shape != mine[k].shape]
+                         if k in mine and hasattr(v, 'shape') and v.shape != mine[k].shape
+                         and mine[k].numel() > 0]
     missing = [k for k in mine if k not in state]
     unexpected = [k for k in state if k not in mine]
     if not (differ or missing or unexpected):
