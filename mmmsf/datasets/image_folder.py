@@ -94,6 +94,7 @@ class ImageFolder(BaseDataset):
                     label = cls_to_idx[cls]
                 data_list.append(self._entry(path, label))
         else:
+            empty = []
             for cls in classes:
                 folder = osp.join(self.img_root, cls)
                 before = len(data_list)
@@ -102,10 +103,13 @@ class ImageFolder(BaseDataset):
                         if name.lower().endswith(IMG_EXTENSIONS):
                             data_list.append(self._entry(osp.join(root, name), cls_to_idx[cls]))
                 if len(data_list) == before:
-                    # an empty class would still take a label and shift every later class's
-                    raise ValueError(
-                        f'class folder {folder!r} holds no image (extensions {IMG_EXTENSIONS}): '
-                        'add its images or delete the folder.')
+                    empty.append(folder)
+            if empty and data_list:
+                # an empty class would still take a label and shift every later class's
+                raise ValueError(
+                    f'class folder {empty[0]!r} holds no image (extensions {IMG_EXTENSIONS})'
+                    + (f', nor do {len(empty) - 1} more' if len(empty) > 1 else '')
+                    + ': add its images or delete the folder.')
         if not data_list:
             raise ValueError(f'no images found in {self.img_root!r}'
                              f'{" (list " + self.ann_file + ")" if self.ann_file else ""}: the '
