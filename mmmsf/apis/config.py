@@ -7,7 +7,6 @@ transforms, optimiser, schedulers, data loaders), each with the closest valid na
 ``dict(imports=[...], allow_failed_imports=False)``) is imported first, so parts registered in
 the user's own modules are known to the checks and to the Runner.
 """
-import argparse
 import difflib
 import inspect
 import os.path as osp

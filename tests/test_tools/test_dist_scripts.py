@@ -10,7 +10,8 @@ import pytest
 
 from tests.conftest import ROOT
 
-SCRIPTS = {'dist_train.sh': 'CONFIG NUM_PROCS', 'dist_linear_eval.sh': 'CONFIG CHECKPOINT NUM_PROCS',
+SCRIPTS = {'dist_train.sh': 'CONFIG NUM_PROCS',
+           'dist_linear_eval.sh': 'CONFIG CHECKPOINT NUM_PROCS',
            'dist_train_detection.sh': 'CONFIG NUM_PROCS'}
 
 

@@ -3,7 +3,8 @@ workers), run through ``tools/train.py`` in fresh processes (1 process, or N glo
 torchrun), killed with SIGKILL mid-epoch. Used by test_exact_resume.py; also a script that
 prints the loss traces of a checkout:
 
-    python tests/test_engine/test_runner/resume_scenario.py [--root CHECKOUT] [--nproc 2] [msf|km|...]
+    python tests/test_engine/test_runner/resume_scenario.py [--root CHECKOUT] [--nproc 2] \
+        [msf|km|2q|2q_prev|sup|semisup_10p ...]
 """
 import json
 import os
