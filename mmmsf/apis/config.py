@@ -84,7 +84,7 @@ def load_config(path: str, cfg_options: Optional[Dict] = None,
     ``custom_imports``, check top-level and nested keys."""
     if not osp.isfile(path):
         raise FileNotFoundError(f'config {path!r} does not exist.')
-    cfg = Config.fromfile(path)
+    cfg = Config.fromfile(path, import_custom_modules=False)  # imported below, after options
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     if data_root:

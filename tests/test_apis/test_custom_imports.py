@@ -144,3 +144,11 @@ def test_custom_import_that_fails_names_the_module(tmp_path):
         load_config(osp.join(ROOT, 'configs', 'demo', 'msf_r18_cifar10mini_ws.py'),
                     {'custom_imports': dict(imports=['not_my_parts'],
                                             allow_failed_imports=False)})
+
+
+def test_custom_import_in_the_file_that_fails_names_the_module(tmp_path):
+    demo = osp.join(ROOT, 'configs', 'demo', 'msf_r18_cifar10mini_ws.py')
+    (tmp_path / 'cfg.py').write_text(f"_base_ = [{demo!r}]\n"
+                                     "custom_imports = dict(imports=['not_my_parts_either'])\n")
+    with pytest.raises(ImportError, match="cannot import \\['not_my_parts_either'\\]"):
+        load_config(str(tmp_path / 'cfg.py'))
