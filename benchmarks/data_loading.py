@@ -33,8 +33,8 @@ def parse_args(argv=None):
     p.add_argument('--img-size', type=int, default=None,
                    help='crop size (default: the step preset of the device)')
     p.add_argument('--images', type=int, default=512, help='images timed per measurement')
-    p.add_argument('--workers', type=int, nargs='+', default=[1, 2],
-                   help='DataLoader worker counts to measure')
+    p.add_argument('--workers', type=int, nargs='+', default=None,
+                   help='DataLoader worker counts to measure (default 1 2; none with --quick)')
     p.add_argument('--loader-batch', type=int, default=None,
                    help='batch of the DataLoader measurement (default: the step preset\'s); '
                         'the rate per image hardly depends on it, a small one gives more '
@@ -60,7 +60,7 @@ def main(argv=None):
     p = preset(args)
     img = args.img_size or p['img_size']
     n = 48 if args.quick else args.images
-    worker_counts = [] if args.quick else args.workers
+    worker_counts = args.workers if args.workers is not None else ([] if args.quick else [1, 2])
     blur = img >= 64  # no blur at CIFAR sizes (configs/_base_/datasets/cifar10_mini_msf.py)
 
     from mmcv.transforms import Compose

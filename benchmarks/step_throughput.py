@@ -44,6 +44,10 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    formats = args.formats or (list(FORMATS) if args.device == 'cuda' else list(FORMATS[:2]))
+    if args.device != 'cuda' and any(f.startswith('amp') for f in formats):
+        raise SystemExit('--formats amp*: AMP needs CUDA (mmengine\'s AmpOptimWrapper is '
+                         'CUDA-only); on the CPU use fp32 and fp32+channels_last.')
     device = setup(args)
     p = preset(args)
     if args.batch:
@@ -51,10 +55,6 @@ def main(argv=None):
     if args.img_size:
         p['img_size'] = args.img_size
     batch = p['batch']
-    formats = args.formats or (list(FORMATS) if device.type == 'cuda' else list(FORMATS[:2]))
-    if device.type != 'cuda' and any(f.startswith('amp') for f in formats):
-        raise SystemExit('--formats amp*: AMP needs CUDA (mmengine\'s AmpOptimWrapper is '
-                         'CUDA-only); on the CPU use fp32 and fp32+channels_last.')
     repeats, steps = (1, 1) if args.quick else (args.repeats, args.steps)
     bank = 16 * batch if args.quick else args.bank_size // batch * batch
     if bank < batch:

@@ -398,7 +398,8 @@ def summarize(d: str, budget: Optional[float]) -> int:
             ['CPU cores', env.get('cpu_count')]])
     md += ['## Steps', '']
     md += _table(['step', 'status', 'seconds', 'note'],
-                 [[s['name'], s['status'], s.get('seconds'), s.get('note', '')] for s in steps])
+                 [[s['name'], s['status'], f"{s.get('seconds', 0):.1f}", s.get('note', '')]
+                  for s in steps])
     if tests.get('cases'):
         md += ['## Correctness on the GPU (`pytest -m cuda`)', '']
         md += _table(['test', 'outcome', 's', 'recorded / message'],

@@ -39,14 +39,14 @@ DRY=0 ENV_MODE=venv BASE_PY="" WHEELHOUSE="" BUDGET=480 MMCV_OPS=1 OUT="" EXPORT
 while [ $# -gt 0 ]; do
     case "$1" in
         --dry-run) DRY=1 ;;
-        --env) ENV_MODE="$2"; shift ;;
-        --python) BASE_PY="$2"; shift ;;
-        --wheelhouse) WHEELHOUSE="$(cd "$2" 2>/dev/null && pwd)" || {
+        --env) ENV_MODE="${2:?--env needs venv or system}"; shift ;;
+        --python) BASE_PY="${2:?--python needs an interpreter}"; shift ;;
+        --wheelhouse) WHEELHOUSE="$(cd "${2:?--wheelhouse needs a folder}" 2>/dev/null && pwd)" || {
             echo "gpu_selfcheck: --wheelhouse $2 is not a folder" >&2; exit 2; }; shift ;;
-        --budget) BUDGET="$2"; shift ;;
+        --budget) BUDGET="${2:?--budget needs seconds}"; shift ;;
         --no-mmcv-ops) MMCV_OPS=0 ;;
-        --out) OUT="$2"; shift ;;
-        --export) EXPORT="$2"; shift ;;
+        --out) OUT="${2:?--out needs a folder}"; shift ;;
+        --export) EXPORT="${2:?--export needs a folder}"; shift ;;
         -h|--help) sed -n '2,/^set -uo/p' "$SELF" | sed '$d'; exit 0 ;;
         *) echo "gpu_selfcheck: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -129,6 +129,16 @@ env_install() {
     fi
 }
 
+build_setuptools() {  # on: mmcv's setup.py wants pkg_resources of setuptools < 70 (as
+    # tools/setup_env.sh builds it); off: back to the version the environment had
+    if [ "$1" = on ]; then
+        "$PY" -c 'import setuptools; print(setuptools.__version__)' >"$WORK/setuptools.version"
+        pip_install "setuptools<70" wheel
+    elif [ -s "$WORK/setuptools.version" ]; then
+        pip_install "setuptools==$(cat "$WORK/setuptools.version")"
+    fi
+}
+
 mmcv_source() {  # unpack mmcv's sdist (patched for torch's C++20 headers) into $1
     local dst="$1" src=()
     rm -rf "$dst" && mkdir -p "$dst"
@@ -143,10 +153,14 @@ mmcv_source() {  # unpack mmcv's sdist (patched for torch's C++20 headers) into 
 env_mmcv() {  # mmcv without compiled ops: pure Python, seconds (mmmsf's training needs no ops)
     command -v tar >/dev/null && command -v sed >/dev/null || { log "needs tar and sed"; return 1; }
     [ "${CHECK_ONLY:-0}" = 1 ] && return 0
-    mmcv_source "$WORK/mmcv-src" || return 1
-    (cd "$WORK/mmcv-src/mmcv-$MMCV_VERSION" &&
-        MMCV_WITH_OPS=0 "$PY" -m pip wheel -q --no-deps --no-build-isolation . -w "$WORK/mmcv-lite") &&
-        pip_install --no-deps --force-reinstall "$WORK"/mmcv-lite/mmcv_lite-*.whl &&
+    build_setuptools on || return 1
+    mmcv_source "$WORK/mmcv-src" &&
+        (cd "$WORK/mmcv-src/mmcv-$MMCV_VERSION" && MMCV_WITH_OPS=0 \
+            "$PY" -m pip wheel -q --no-deps --no-build-isolation . -w "$WORK/mmcv-lite")
+    local rc=$?
+    build_setuptools off || return 1
+    [ $rc = 0 ] || return $rc
+    pip_install --no-deps --force-reinstall "$WORK"/mmcv-lite/mmcv_lite-*.whl &&
         pip_install --no-deps mmdet==3.3.0  # mmdet's mmcv requirement is met by the lite build
 }
 
@@ -185,13 +199,16 @@ mmcv_ops() {  # mmcv with compiled CUDA ops (needed by mmdet's detectors, not by
     home="$(cuda_home_for_build)" || return 1
     arch="$("$PY" -c 'import torch; print(".".join(map(str, torch.cuda.get_device_capability())))')"
     log "building mmcv $MMCV_VERSION ops with $home/bin/nvcc for sm $arch, $(nproc) jobs"
-    mmcv_source "$WORK/mmcv-ops-src" || return 1
-    (cd "$WORK/mmcv-ops-src/mmcv-$MMCV_VERSION" &&
-        CUDA_HOME="$home" PATH="$home/bin:$PATH" TORCH_CUDA_ARCH_LIST="$arch" FORCE_CUDA=1 \
-        MMCV_WITH_OPS=1 MAX_JOBS="$(nproc)" \
-        "$PY" -m pip wheel --no-deps --no-build-isolation . -w "$WORK/mmcv-ops") &&
-        "$PY" -m pip uninstall -q -y mmcv-lite &&
-        pip_install --no-deps "$WORK"/mmcv-ops/mmcv-*.whl
+    build_setuptools on || return 1
+    mmcv_source "$WORK/mmcv-ops-src" &&
+        (cd "$WORK/mmcv-ops-src/mmcv-$MMCV_VERSION" &&
+            CUDA_HOME="$home" PATH="$home/bin:$PATH" TORCH_CUDA_ARCH_LIST="$arch" FORCE_CUDA=1 \
+            MMCV_WITH_OPS=1 MAX_JOBS="$(nproc)" \
+            "$PY" -m pip wheel --no-deps --no-build-isolation . -w "$WORK/mmcv-ops")
+    local rc=$?
+    build_setuptools off || return 1
+    [ $rc = 0 ] || return $rc
+    "$PY" -m pip uninstall -q -y mmcv-lite && pip_install --no-deps "$WORK"/mmcv-ops/mmcv-*.whl
 }
 
 # ------------------------------------------------------------------------------- step runner
@@ -244,8 +261,8 @@ run_step() {  # run_step NAME MAX_SECONDS (fn FUNCTION | python ARGS...)
 
 # the runner calls the env steps in a child shell under timeout
 export ROOT VENV PY WHEELHOUSE ENV_MODE BASE_PY WORK MMCV_VERSION TORCH_SPEC
-export -f log pip_install find_python env_venv requirement_files env_install mmcv_source \
-    env_mmcv env_mmmsf cuda_home_for_build mmcv_ops
+export -f log pip_install find_python env_venv requirement_files env_install build_setuptools \
+    mmcv_source env_mmcv env_mmmsf cuda_home_for_build mmcv_ops
 
 if [ "$DRY" = 1 ]; then
     bash -n "$SELF" || { echo "[dry-run] shell syntax BROKEN"; exit 1; }
