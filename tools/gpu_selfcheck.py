@@ -44,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument('plan')
     e = sub.add_parser('env-report', help='write the environment as JSON')
     e.add_argument('out')
+    sub.add_parser('mmcv-ops-check', help='run two of mmcv\'s compiled ops on the GPU')
     sub.add_parser('missing-requirements',
                    help='print the requirements/ packages this interpreter cannot import '
                         '(torch, torchvision, numpy and setuptools are kept as they are)')
@@ -87,7 +88,15 @@ def _check_pytest(args: List[str]) -> Optional[str]:
         def pytest_collection_finish(self, session):
             names.extend(item.name.split('[')[0] for item in session.items)
 
-    keep = [a for a in args if not a.startswith('--junitxml')]
+    keep, skip = [], False  # the report file is not written by a collection
+    for a in args:
+        if skip or a.startswith('--junitxml='):
+            skip = False
+            continue
+        if a == '--junitxml':
+            skip = True
+            continue
+        keep.append(a)
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         rc = pytest.main(['--collect-only', '-q', '-p', 'no:cacheprovider'] + keep,
@@ -138,11 +147,19 @@ def validate(plan: str) -> int:
     with open(plan) as f:
         lines = [ln.rstrip('\n').split('\t') for ln in f if ln.strip()]
     for fields in lines:
-        name, kind, argv = fields[0], fields[1], fields[2:]
-        if kind != 'python':
+        if len(fields) < 3:
+            print(f'[dry-run] malformed plan line {fields!r} BROKEN')
+            problems += 1
             continue
+        name, kind, argv = fields[0], fields[1], fields[2:]
         t0 = time.perf_counter()
-        err = check_python_step(argv)
+        if kind == 'python':
+            err = check_python_step(argv)
+        elif kind in ('fn-ok', 'fn-broken'):  # checked by the shell script itself
+            err = None if kind == 'fn-ok' else ' '.join(argv)
+        else:
+            err = f'unknown kind of step {kind!r}'
+
         status = 'ok' if err is None else 'BROKEN'
         print(f'[dry-run] {name:<24} {status} ({time.perf_counter() - t0:.1f} s)'
               + ('' if err is None else f': {err}'), flush=True)
@@ -421,6 +438,8 @@ def main(argv=None) -> int:
         return validate(args.plan)
     if args.cmd == 'env-report':
         return env_report(args.out)
+    if args.cmd == 'mmcv-ops-check':
+        return mmcv_ops_check()
     if args.cmd == 'missing-requirements':
         print(' '.join(missing_requirements()))
         return 0

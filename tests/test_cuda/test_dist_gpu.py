@@ -16,7 +16,7 @@ from mmengine.optim import OptimWrapper
 from mmmsf.models.memories.nn_memory_bank import concat_all_gather
 from mmmsf.registry import MODELS
 from tests.conftest import tiny_msf_cfg
-from tests.test_cuda.test_train_step_gpu import batch
+from tests.test_cuda.test_train_step_gpu import SIZE, batch
 
 
 def free_port() -> int:
@@ -67,5 +67,5 @@ def test_syncbn_target_in_one_process_nccl_group(nccl_group):
     log = model.train_step(batch(1, 'cuda'), opt)
     assert torch.isfinite(torch.tensor(float(log['loss'])))
     assert not torch.equal(bn.running_mean, before)  # the target's SyncBN saw the batch
-    assert model.memory_bank.total_written == 32
+    assert model.memory_bank.total_written == SIZE['cuda']['batch']
 

@@ -20,11 +20,14 @@ from tests.conftest import tiny_msf_cfg
 from tests.test_cuda.compare import losses_close
 
 TOLERANCE = {'float16': (0.01, 0.01), 'bfloat16': (0.02, 0.03)}  # (atol, rtol)
-BATCH, N_IMAGES = 32, 96
+N_IMAGES = 96
+# the CPU case only checks the harness: smaller, so that it takes seconds on 2 cores
+SIZE = {'cpu': dict(batch=16, px=16, width=8, warm=2),
+        'cuda': dict(batch=32, px=32, width=16, warm=4)}
 
 
 def build(kind: str, device: str):
-    cfg = tiny_msf_cfg(size=256, dim=32, topk=5, width=16)
+    cfg = tiny_msf_cfg(size=256, dim=32, topk=5, width=SIZE[device]['width'])
     if kind == 'cmsf_km':
         cfg.update(type='CMSF', constrained_selector=dict(type='KMeansSelector'),
                    embedding_cache=dict(type='EmbeddingCache'), rank_stats=False)
@@ -39,10 +42,11 @@ def build(kind: str, device: str):
 
 
 def batch(step: int, device: str):
+    n, px = SIZE[device]['batch'], SIZE[device]['px']
     g = torch.Generator().manual_seed(step)
-    views = [torch.randint(0, 256, (BATCH, 3, 32, 32), generator=g, dtype=torch.uint8)
+    views = [torch.randint(0, 256, (n, 3, px, px), generator=g, dtype=torch.uint8)
              for _ in range(2)]
-    idx = torch.randperm(N_IMAGES, generator=g)[:BATCH]
+    idx = torch.randperm(N_IMAGES, generator=g)[:n]
     samples = [BaseDataElement(metainfo=dict(sample_idx=int(i))) for i in idx]
     return dict(inputs=views, data_samples=samples)
 
@@ -51,7 +55,7 @@ def one_step(model, wrapper, data) -> dict:
     torch.manual_seed(1)  # the same ShuffleBN permutation in every run
     model.momentum_update(0.99)
     log = model.train_step(copy.deepcopy(data), wrapper)
-    return {k: float(v) for k, v in log.items()}
+    return {k: float(v.detach()) for k, v in log.items()}
 
 
 def wrapper_for(model, precision: str):
@@ -71,7 +75,7 @@ def test_train_step_float32_vs_amp(kind, device, precision, record_property):
     # fill the bank with real targets of labelled images first, so that the constrained
     # search has members of the query's cluster to find
     with torch.no_grad():
-        for s in range(4):
+        for s in range(SIZE[device]['warm']):
             d = base.data_preprocessor(batch(100 + s, device), True)
             base(d['inputs'], d['data_samples'], mode='loss')
     data = batch(0, device)
@@ -92,7 +96,8 @@ def test_train_step_float32_vs_amp(kind, device, precision, record_property):
         params = torch.cat([p.detach().flatten().float() for p in m.parameters()])
         assert bool(torch.isfinite(params).all())
         assert not torch.equal(m.backbone.conv1.weight, base.backbone.conv1.weight)
-        assert m.memory_bank.total_written == base.memory_bank.total_written + BATCH
+        assert m.memory_bank.total_written == \
+            base.memory_bank.total_written + SIZE[device]['batch']
 
 
 @pytest.mark.cuda
