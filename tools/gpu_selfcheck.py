@@ -10,6 +10,7 @@ import contextlib
 import importlib
 import io
 import json
+import math
 import os
 import os.path as osp
 import platform
@@ -114,9 +115,11 @@ def _check_self(args: List[str]) -> Optional[str]:
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):
-            _parser().parse_args(args)
+            ns = _parser().parse_args(args)
     except SystemExit:
         return f'tools/gpu_selfcheck.py rejects {" ".join(args)}: {err.getvalue().strip()}'
+    if ns.cmd not in COMMANDS:
+        return f'tools/gpu_selfcheck.py {ns.cmd}: parsed but not wired to a function'
     return None
 
 
@@ -193,6 +196,24 @@ def missing_requirements() -> List[str]:
                     out.append(pkg)
     return out
 
+
+
+def mmcv_ops_check() -> int:
+    """nms and roi_align of mmcv's compiled CUDA ops on inputs with known results."""
+    import torch
+    from mmcv.ops import nms, roi_align
+    boxes = torch.tensor([[0., 0., 10., 10.], [1., 1., 11., 11.], [50., 50., 60., 60.]],
+                         device='cuda')
+    _, keep = nms(boxes, torch.tensor([0.9, 0.8, 0.7], device='cuda'), 0.5)
+    assert keep.tolist() == [0, 2], keep  # IoU(0, 1) = 81 / 119 > 0.5
+    x = torch.arange(64.0, device='cuda').view(1, 1, 8, 8)  # x[i, j] = 8 i + j
+    rois = torch.tensor([[0., 0., 0., 8., 8.]], device='cuda')
+    out = roi_align(x, rois, (2, 2), 1.0, 2, 'avg', True)
+    # aligned bins of 4 x 4 pixels sampled at 2 x 2 points: the ramp's value at their mean
+    want = torch.tensor([[[[13.5, 17.5], [45.5, 49.5]]]], device='cuda')
+    assert torch.allclose(out, want, atol=1e-4), out
+    print('mmcv.ops nms and roi_align ran on the GPU and gave the expected results')
+    return 0
 
 
 def _run(cmd: List[str]) -> Optional[str]:
@@ -357,7 +378,7 @@ def bench_sections(bench: Dict[str, Dict]) -> List[str]:
             per = dl['per_worker_images_per_s']
             rows.append([f'workers needed at the fastest step ({best["format"]}, '
                          f'{best["images_per_s"]:.0f} images/s)',
-                         -(-best['images_per_s'] // per) if per else None])
+                         math.ceil(best['images_per_s'] / per) if per else None])
         md += _table(['stage', 'images/s'], rows)
     return md
 
@@ -432,18 +453,23 @@ def summarize(d: str, budget: Optional[float]) -> int:
     return 0 if complete else 1
 
 
+def _print_missing() -> int:
+    print(' '.join(missing_requirements()))
+    return 0
+
+
+COMMANDS = {  # sub-command -> function of the parsed arguments
+    'validate': lambda a: validate(a.plan),
+    'env-report': lambda a: env_report(a.out),
+    'mmcv-ops-check': lambda a: mmcv_ops_check(),
+    'missing-requirements': lambda a: _print_missing(),
+    'summarize': lambda a: summarize(a.dir, a.budget),
+}
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    if args.cmd == 'validate':
-        return validate(args.plan)
-    if args.cmd == 'env-report':
-        return env_report(args.out)
-    if args.cmd == 'mmcv-ops-check':
-        return mmcv_ops_check()
-    if args.cmd == 'missing-requirements':
-        print(' '.join(missing_requirements()))
-        return 0
-    return summarize(args.dir, args.budget)
+    return COMMANDS[args.cmd](args)
 
 
 if __name__ == '__main__':

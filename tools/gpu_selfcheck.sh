@@ -21,7 +21,7 @@
 #   --env venv      (default) a new venv ($MMMSF_VENV, default OUT/venv) from --python
 #                   (default python3.11, or $MMMSF_PYTHON) with the pinned stack of requirements/
 #   --env system    reuse an interpreter that already has CUDA torch (--python, default python3):
-#                   a --system-site-packages venv that adds only what is missing (pins not enforced
+#                   a venv that sees its packages and adds only what is missing (pins not enforced
 #                   on what is already there; the summary lists the versions used)
 #   --wheelhouse D  install from the wheels/sdists in D only (pip --no-index), for machines
 #                   without a package index
@@ -103,9 +103,16 @@ env_venv() {
             { log "--env system: $py has no CUDA torch"; return 1; }
     fi
     [ "${CHECK_ONLY:-0}" = 1 ] && return 0
-    local flags=()
-    [ "$ENV_MODE" = system ] && flags=(--system-site-packages)
-    [ -x "$PY" ] || "$py" -m venv "${flags[@]}" "$VENV"
+    [ -x "$PY" ] || "$py" -m venv "$VENV" || return 1
+    if [ "$ENV_MODE" = system ]; then
+        # the interpreter's own packages (torch ...) after the venv's: a .pth file, which also
+        # works where that interpreter is itself a venv (--system-site-packages would not)
+        "$py" -c 'import site, sys, sysconfig
+paths = [sysconfig.get_paths()[k] for k in ("purelib", "platlib")] + site.getsitepackages()
+print("\n".join(dict.fromkeys(p for p in paths if p)))' \
+            >"$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/_base_interpreter.pth"
+        "$PY" -c 'import torch; print("torch", torch.__version__, "CUDA", torch.version.cuda)' || return 1
+    fi
     "$PY" -V
 }
 

@@ -73,7 +73,7 @@ def test_float_search_equals_float64_reference_where_it_is_decided(device):
                                         name=search)
 
 
-@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16], ids=['float16', 'bfloat16'])
 @pytest.mark.parametrize('device', DEVICES)
 def test_half_precision_bank_neighbours_against_float32(device, dtype):
     """A float16/bfloat16 bank (on the GPU: the stored-precision GEMM with float32
@@ -104,7 +104,7 @@ def test_half_precision_bank_neighbours_against_float32(device, dtype):
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16], ids=['float16', 'bfloat16'])
 def test_gpu_half_gemm_accumulates_in_float32(dtype):
     """``torch.mm(..., out_dtype=float32)`` on half inputs is available on this GPU and sums in
     float32: 4096 products of 2^-6 sum to exactly 64 (float16 accumulation would stall at
