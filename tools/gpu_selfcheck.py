@@ -27,6 +27,8 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 REQUIRED_CUDA_TESTS = {
     'faiss-gpu = torch GPU = CPU search (indices, ties)':
         'test_faiss_and_torch_search_equal_the_cpu_reference_with_ties',
+    'faiss-gpu orders ties inside the top-k by index, without fallback':
+        'test_faiss_orders_ties_inside_the_top_k_by_index',
     'half-precision bank neighbours vs float32':
         'test_half_precision_bank_neighbours_against_float32',
     'half GEMM with float32 accumulation': 'test_gpu_half_gemm_accumulates_in_float32',

@@ -35,6 +35,25 @@ def integer_bank(size: int, dim: int, queries: int, seed: int = 0
     return keys, q
 
 
+def copies_bank(size: int, dim: int, queries: int, copies: int = 3, seed: int = 0
+                ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Keys with exactly dim/2 entries of +-1 (the rest 0), so every key has the same norm and
+    q.k = |q|^2 only for an exact copy of q. Each query is planted ``copies`` times at random
+    places: its top ``copies`` neighbours are an exact tie, and the next similarity is
+    strictly lower -- ties inside the top-k, none across the cut."""
+    g = torch.Generator().manual_seed(seed)
+
+    def rows(n):
+        signs = torch.randint(0, 2, (n, dim), generator=g).float() * 2 - 1
+        return signs * (torch.rand(n, dim, generator=g).argsort(dim=1) < dim // 2)
+
+    keys, q = rows(size), rows(queries)
+    slots = torch.randperm(size, generator=g)[:queries * copies].view(queries, copies)
+    for i in range(queries):
+        keys[slots[i]] = q[i]
+    return keys, q
+
+
 def reference_topk(query: torch.Tensor, keys: torch.Tensor, k: int
                    ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Dense float64 top-k on the CPU: similarity descending, ties by lower index."""

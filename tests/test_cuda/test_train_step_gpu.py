@@ -62,7 +62,8 @@ def wrapper_for(model, precision: str):
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
     if precision == 'float32':
         return OptimWrapper(optimizer=opt)
-    return AmpOptimWrapper(optimizer=opt, dtype=precision)
+    # a static loss scale: a dynamic one may skip this single step on an overflow
+    return AmpOptimWrapper(optimizer=opt, dtype=precision, loss_scale=512.0)
 
 
 @pytest.mark.parametrize('kind', ['msf', 'cmsf_km'])
