@@ -290,13 +290,13 @@ run_step cuda_tests 150 python -m pytest -m cuda tests/test_cuda -q -rA -p no:ca
 run_step bench_step_overhead 120 python benchmarks/step_overhead.py --device cuda \
     --bank-sizes 128000 1024000 --searches torch faiss --batch 128 --repeats 7 --steps 2 \
     --out "$BENCH/step_overhead.json"
-run_step bench_search_kernel 60 python benchmarks/search_kernel.py --device cuda \
+run_step bench_step_throughput 90 python benchmarks/step_throughput.py --device cuda \
+    --batch 128 --repeats 5 --steps 3 --out "$BENCH/step_throughput.json"
+run_step bench_search_kernel 90 python benchmarks/search_kernel.py --device cuda \
     --shapes 256x128000x512 256x1024000x512 --repeats 5 --chunk-sizes 32768 262144 \
     --out "$BENCH/search_kernel.json"
 run_step bench_memory 60 python benchmarks/memory.py --device cuda \
     --bank-sizes 128000 1024000 --dataset-sizes 20000 --out "$BENCH/memory.json"
-run_step bench_step_throughput 90 python benchmarks/step_throughput.py --device cuda \
-    --batch 128 --repeats 5 --steps 3 --out "$BENCH/step_throughput.json"
 run_step bench_data_loading 60 python benchmarks/data_loading.py --device cuda \
     --images 256 --workers 4 8 --loader-batch 32 --out "$BENCH/data_loading.json"
 if [ "$MMCV_OPS" = 1 ]; then

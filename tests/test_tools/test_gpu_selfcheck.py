@@ -12,7 +12,7 @@ from tests.conftest import ROOT
 
 SCRIPT = osp.join(ROOT, 'tools', 'gpu_selfcheck.sh')
 STEPS = ('env_venv', 'env_install', 'env_mmcv', 'env_mmmsf', 'env_report', 'cuda_tests',
-         'bench_step_overhead', 'bench_search_kernel', 'bench_memory', 'bench_step_throughput',
+         'bench_step_overhead', 'bench_step_throughput', 'bench_search_kernel', 'bench_memory',
          'bench_data_loading', 'mmcv_ops', 'mmcv_ops_check')
 
 
@@ -32,8 +32,9 @@ def test_dry_run_checks_every_step_and_writes_no_results(tmp_path):
     r = dry_run(SCRIPT, tmp_path / 'out')
     assert r.returncode == 0, r.stdout + r.stderr
     lines = step_lines(r.stdout)
+    assert list(lines)[:len(STEPS)] == list(STEPS)  # in the order the real run takes them
     for step in STEPS:
-        assert step in lines and lines[step].split()[2] == 'ok', (step, r.stdout)
+        assert lines[step].split()[2] == 'ok', (step, r.stdout)
     assert f'all {len(STEPS)} steps ok' in r.stdout
     assert not (tmp_path / 'out').exists()  # nothing that could pass for a real summary
 
