@@ -8,7 +8,7 @@
 # each step's status and time, the environment, the `pytest -m cuda` results and the benchmark
 # tables; logs in OUT/logs/, benchmark JSON in OUT/bench/. Steps, in this order:
 #   env_venv env_install env_mmcv env_mmmsf    the README's GPU environment (section "GPU"),
-#                                             mmcv without compiled ops first (seconds)
+#                                             mmcv without compiled ops first (a minute at most)
 #   env_report                                versions, GPU, driver, CUDA runtimes
 #   cuda_tests                                python -m pytest -m cuda tests/test_cuda
 #   bench_*                                   benchmarks/*.py --device cuda, trimmed to fit
@@ -167,8 +167,8 @@ env_mmcv() {  # mmcv without compiled ops: pure Python, seconds (mmmsf's trainin
     local rc=$?
     build_setuptools off || return 1
     [ $rc = 0 ] || return $rc
-    pip_install --no-deps --force-reinstall "$WORK"/mmcv-lite/mmcv_lite-*.whl &&
-        pip_install --no-deps mmdet==3.3.0  # mmdet's mmcv requirement is met by the lite build
+    # (mmdet, from requirements/runtime.txt, does not require mmcv as a package)
+    pip_install --no-deps --force-reinstall "$WORK"/mmcv-lite/mmcv_lite-*.whl
 }
 
 env_mmmsf() {
