@@ -188,8 +188,10 @@ cuda_home_for_build() {  # print a CUDA_HOME with nvcc matching torch's CUDA; in
             echo "$home"; return 0
         fi
     done
-    # no matching toolkit: nvcc, its front end (nvvm), headers and cudart from the package index
-    pip_install "cuda-toolkit[nvcc,cccl,crt,cudart]==$cuda.*" >&2 || return 1
+    # no matching toolkit: nvcc, its front end (nvvm), headers and cudart from the package index,
+    # all into the venv's own tree (nvcc finds headers and libraries next to itself; without
+    # --ignore-installed, --env system would leave cudart in the interpreter's tree)
+    pip_install --ignore-installed "cuda-toolkit[nvcc,cccl,crt,cudart]==$cuda.*" >&2 || return 1
     site="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
     home="$site/nvidia/cu$major"
     [ -x "$home/bin/nvcc" ] || { log "no nvcc in $home after the install"; return 1; }
@@ -202,14 +204,19 @@ cuda_home_for_build() {  # print a CUDA_HOME with nvcc matching torch's CUDA; in
 mmcv_ops() {  # mmcv with compiled CUDA ops (needed by mmdet's detectors, not by pre-training)
     command -v c++ >/dev/null || { log "no C++ compiler (c++) for mmcv's ops"; return 1; }
     [ "${CHECK_ONLY:-0}" = 1 ] && return 0
-    local home arch
+    local home arch inc
     home="$(cuda_home_for_build)" || return 1
     arch="$("$PY" -c 'import torch; print(".".join(map(str, torch.cuda.get_device_capability())))')"
+    # the headers of torch's CUDA libraries (cuBLAS, cuSPARSE, ...) wherever their wheels are
+    inc="$("$PY" -c 'import os, sys, torch
+sub = os.path.join("nvidia", "cu" + torch.version.cuda.split(".")[0], "include")
+print(":".join(dict.fromkeys(p for p in (os.path.join(d, sub) for d in sys.path) if os.path.isdir(p))))')"
     log "building mmcv $MMCV_VERSION ops with $home/bin/nvcc for sm $arch, $(nproc) jobs"
     build_setuptools on || return 1
     mmcv_source "$WORK/mmcv-ops-src" &&
         (cd "$WORK/mmcv-ops-src/mmcv-$MMCV_VERSION" &&
-            CUDA_HOME="$home" PATH="$home/bin:$PATH" TORCH_CUDA_ARCH_LIST="$arch" FORCE_CUDA=1 \
+            CUDA_HOME="$home" PATH="$home/bin:$PATH" CPATH="$inc${CPATH:+:$CPATH}" \
+            TORCH_CUDA_ARCH_LIST="$arch" FORCE_CUDA=1 \
             MMCV_WITH_OPS=1 MAX_JOBS="$(nproc)" \
             "$PY" -m pip wheel --no-deps --no-build-isolation . -w "$WORK/mmcv-ops")
     local rc=$?
