@@ -183,8 +183,11 @@ cuda_home_for_build() {  # print a CUDA_HOME with nvcc matching torch's CUDA; in
     cuda="$("$PY" -c 'import torch; print(torch.version.cuda or "")')" || return 1
     [ -n "$cuda" ] || { log "torch has no CUDA"; return 1; }
     major="${cuda%%.*}"
-    for home in "${CUDA_HOME:-}" "$(dirname "$(dirname "$(command -v nvcc 2>/dev/null || echo /x/x/x)")")"; do
-        if [ -x "$home/bin/nvcc" ] && "$home/bin/nvcc" --version | grep -q "release $cuda"; then
+    local nvcc
+    nvcc="$(readlink -f "$(command -v nvcc 2>/dev/null || echo /x/x/x)")"
+    for home in "${CUDA_HOME:-}" "$(dirname "$(dirname "$nvcc")")"; do
+        if [ -x "$home/bin/nvcc" ] && [ -f "$home/include/cuda_runtime.h" ] &&
+            "$home/bin/nvcc" --version | grep -q "release $cuda,"; then
             echo "$home"; return 0
         fi
     done
