@@ -74,10 +74,18 @@ RESERVE=20  # seconds kept for the summary
 BROKEN=0
 
 log() { echo "[gpu_selfcheck] $*" >&2; }
+vpip() {  # pip of the venv; for a venv made without pip (the interpreter has no ensurepip),
+    # its interpreter's pip aimed at the venv (pip >= 22.3)
+    if "$VENV/bin/python" -c 'import pip' 2>/dev/null; then
+        "$VENV/bin/python" -m pip --disable-pip-version-check "$@"
+    else
+        "$(cat "$VENV/.base_python")" -m pip --disable-pip-version-check --python "$VENV/bin/python" "$@"
+    fi
+}
 pip_install() {  # pip install into the venv, from the index or only from the wheelhouse
     local src=()
     [ -n "$WHEELHOUSE" ] && src=(--no-index --find-links "$WHEELHOUSE")
-    "$VENV/bin/python" -m pip install --disable-pip-version-check -q "${src[@]}" "$@"
+    vpip install -q "${src[@]}" "$@"
 }
 
 # ------------------------------------------------------------------------------- env steps
@@ -97,13 +105,20 @@ find_python() {
 env_venv() {
     local py
     py="$(find_python "$([ "$ENV_MODE" = venv ] && echo 3.11 || echo any)")" || return 1
-    "$py" -c 'import venv, ensurepip' || { log "$py lacks venv/ensurepip"; return 1; }
+    local nopip=()
+    "$py" -c 'import venv' || { log "$py has no venv module"; return 1; }
     if [ "$ENV_MODE" = system ]; then
-        "$py" -c 'import torch; assert torch.version.cuda, "torch without CUDA"' ||
-            { log "--env system: $py has no CUDA torch"; return 1; }
+        [ "${CHECK_ONLY:-0}" = 1 ] && { "$py" -c 'import torch; assert torch.version.cuda' ||
+            { log "--env system: $py has no CUDA torch"; return 1; }; }
+        "$py" -c 'import ensurepip' 2>/dev/null || nopip=(--without-pip)
+        [ -z "${nopip[*]}" ] || "$py" -m pip --version >/dev/null ||
+            { log "$py has neither ensurepip nor pip"; return 1; }
+    else
+        "$py" -c 'import ensurepip' || { log "$py lacks ensurepip (python3.11-venv)"; return 1; }
     fi
     [ "${CHECK_ONLY:-0}" = 1 ] && return 0
-    [ -x "$PY" ] || "$py" -m venv "$VENV" || return 1
+    [ -x "$PY" ] || "$py" -m venv "${nopip[@]}" "$VENV" || return 1
+    command -v "$py" >"$VENV/.base_python"
     if [ "$ENV_MODE" = system ]; then
         # the interpreter's own packages (torch ...) after the venv's: a .pth file, which also
         # works where that interpreter is itself a venv (--system-site-packages would not)
@@ -111,7 +126,9 @@ env_venv() {
 paths = [sysconfig.get_paths()[k] for k in ("purelib", "platlib")] + site.getsitepackages()
 print("\n".join(dict.fromkeys(p for p in paths if p)))' \
             >"$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/_base_interpreter.pth"
-        "$PY" -c 'import torch; print("torch", torch.__version__, "CUDA", torch.version.cuda)' || return 1
+        "$PY" -c 'import torch; assert torch.version.cuda, "torch without CUDA"
+print("torch", torch.__version__, "CUDA", torch.version.cuda)' ||
+            { log "--env system: the venv of $py sees no CUDA torch"; return 1; }
     fi
     "$PY" -V
 }
@@ -150,7 +167,7 @@ mmcv_source() {  # unpack mmcv's sdist (patched for torch's C++20 headers) into 
     local dst="$1" src=()
     rm -rf "$dst" && mkdir -p "$dst"
     [ -n "$WHEELHOUSE" ] && src=(--no-index --find-links "$WHEELHOUSE")
-    "$PY" -m pip download --disable-pip-version-check -q "${src[@]}" --no-deps --no-binary :all: \
+    vpip download -q "${src[@]}" --no-deps --no-binary :all: \
         --no-build-isolation "mmcv==$MMCV_VERSION" -d "$dst" || return 1
     tar xzf "$dst/mmcv-$MMCV_VERSION.tar.gz" -C "$dst" &&
         sed -i -e 's/-std=c++14/-std=c++20/g' -e 's/-std=c++17/-std=c++20/g' \
@@ -163,7 +180,7 @@ env_mmcv() {  # mmcv without compiled ops: pure Python, seconds (mmmsf's trainin
     build_setuptools on || return 1
     mmcv_source "$WORK/mmcv-src" &&
         (cd "$WORK/mmcv-src/mmcv-$MMCV_VERSION" && MMCV_WITH_OPS=0 \
-            "$PY" -m pip wheel -q --no-deps --no-build-isolation . -w "$WORK/mmcv-lite")
+            vpip wheel -q --no-deps --no-build-isolation . -w "$WORK/mmcv-lite")
     local rc=$?
     build_setuptools off || return 1
     [ $rc = 0 ] || return $rc
@@ -221,11 +238,11 @@ print(":".join(dict.fromkeys(p for p in (os.path.join(d, sub) for d in sys.path)
             CUDA_HOME="$home" PATH="$home/bin:$PATH" CPATH="$inc${CPATH:+:$CPATH}" \
             TORCH_CUDA_ARCH_LIST="$arch" FORCE_CUDA=1 \
             MMCV_WITH_OPS=1 MAX_JOBS="$(nproc)" \
-            "$PY" -m pip wheel --no-deps --no-build-isolation . -w "$WORK/mmcv-ops")
+            vpip wheel --no-deps --no-build-isolation . -w "$WORK/mmcv-ops")
     local rc=$?
     build_setuptools off || return 1
     [ $rc = 0 ] || return $rc
-    "$PY" -m pip uninstall -q -y mmcv-lite && pip_install --no-deps "$WORK"/mmcv-ops/mmcv-*.whl
+    vpip uninstall -q -y mmcv-lite && pip_install --no-deps "$WORK"/mmcv-ops/mmcv-*.whl
 }
 
 # ------------------------------------------------------------------------------- step runner
@@ -278,7 +295,7 @@ run_step() {  # run_step NAME MAX_SECONDS (fn FUNCTION | python ARGS...)
 
 # the runner calls the env steps in a child shell under timeout
 export ROOT VENV PY WHEELHOUSE ENV_MODE BASE_PY WORK MMCV_VERSION TORCH_SPEC
-export -f log pip_install find_python env_venv requirement_files env_install build_setuptools \
+export -f log vpip pip_install find_python env_venv requirement_files env_install build_setuptools \
     mmcv_source env_mmcv env_mmmsf cuda_home_for_build mmcv_ops
 
 if [ "$DRY" = 1 ]; then
@@ -290,9 +307,9 @@ if [ "$DRY" = 1 ]; then
 fi
 
 # ------------------------------------------------------------------------------- the steps
-run_step env_venv 60 fn env_venv
+run_step env_venv 120 fn env_venv
 run_step env_install 300 fn env_install
-run_step env_mmcv 90 fn env_mmcv
+run_step env_mmcv 150 fn env_mmcv
 run_step env_mmmsf 60 fn env_mmmsf
 run_step env_report 60 python tools/gpu_selfcheck.py env-report "$WORK/env.json"
 run_step cuda_tests 150 python -m pytest -m cuda tests/test_cuda -q -rA -p no:cacheprovider \
