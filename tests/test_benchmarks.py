@@ -111,6 +111,31 @@ def test_data_loading(run_quick):
     assert out['workers_needed'] >= 1 and out['step_images_per_s'] > 0
 
 
+def test_data_loading_times_real_workers_after_their_prefetch(run_quick):
+    out = run_quick('data_loading', '--workers', '1', '--loader-batch', '4',
+                    '--loader-batches', '3')
+    assert set(out['loader_images_per_s']) == {'1'}  # JSON keys
+    assert out['loader_images_per_s']['1'] > 0
+    assert any(r['stage'] == 'DataLoader, 1 worker(s), batch 4' for r in out['results'])
+
+
+def test_step_throughput(run_quick):
+    out = run_quick('step_throughput')
+    rows = {r['format']: r for r in out['results']}
+    assert set(rows) == {'fp32', 'fp32+channels_last'}  # AMP formats need CUDA
+    assert rows['fp32']['speedup_vs_first'] == 1.0
+    for r in rows.values():
+        assert r['images_per_s'] > 0 and len(r['images_per_s_all']) == 1
+        assert r['step_ms'] == pytest.approx(out['settings']['preset']['batch'] /
+                                             r['images_per_s'] * 1e3)
+
+
+def test_step_throughput_refuses_amp_on_the_cpu(tmp_path):
+    from benchmarks import step_throughput
+    with pytest.raises(SystemExit, match='AMP needs CUDA'):
+        step_throughput.main(['--quick', '--formats', 'amp', '--out', str(tmp_path / 'x.json')])
+
+
 def test_bad_data_root_is_one_clear_error(tmp_path):
     from benchmarks import data_loading
     threads = torch.get_num_threads()
