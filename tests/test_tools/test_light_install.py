@@ -87,3 +87,59 @@ def test_setup_env_with_a_current_stamp_installs_nothing(tmp_path):
                              cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
         assert out.returncode == 0, out.stderr
         assert out.stdout.startswith(str(venv / 'bin')) and out.stderr == ''
+
+
+PIP_STUB = r'''#!/usr/bin/env bash
+# Stands in for the venv's pip: keeps the installed distributions in $STUB_STATE, logs calls,
+# and flags an install of one mmcv distribution over the other (they share the mmcv folder).
+echo "pip $*" >> "$STUB_LOG"
+has() { grep -qx "$1" "$STUB_STATE"; }
+add() { has "$1" || echo "$1" >> "$STUB_STATE"; }
+case "$1" in
+  show) has "${@: -1}"; exit $? ;;
+  uninstall) for p in "${@:2}"; do [[ $p == -* ]] || sed -i "/^$p\$/d" "$STUB_STATE"; done ;;
+  install)
+    if [[ "$*" == *mmcv-lite.txt* ]]; then has mmcv && echo CLASH >> "$STUB_LOG"; add mmcv-lite; fi
+    if [[ "$*" == *mmcv-2.1.0-fake.whl* ]]; then has mmcv-lite && echo CLASH >> "$STUB_LOG"; add mmcv; fi
+    if [[ "$*" == *detection.txt* ]]; then add mmdet; fi ;;
+esac
+exit 0
+'''
+
+
+def test_light_full_light_transitions_never_install_one_mmcv_over_the_other(tmp_path):
+    """setup_env.sh's decisions, with a stub pip: what is removed before what is installed."""
+    venv, cache = tmp_path / 'venv', tmp_path / 'cache'
+    (venv / 'bin').mkdir(parents=True)
+    (venv / 'bin' / 'pip').write_text(PIP_STUB)
+    (venv / 'bin' / 'python').write_text('#!/usr/bin/env bash\nexit 0\n')
+    for f in ('pip', 'python'):
+        (venv / 'bin' / f).chmod(0o755)
+    wheels = cache / 'wheels' / 'mmcv-2.1.0-torch2.14.1-cpu'
+    state, log = tmp_path / 'state', tmp_path / 'log'
+    state.write_text('')
+    env = dict(os.environ, MMMSF_VENV=str(venv), MMMSF_CACHE=str(cache),
+               STUB_STATE=str(state), STUB_LOG=str(log), MMMSF_PYTHON=sys.executable)
+
+    def setup(flag):
+        log.write_text('')
+        out = subprocess.run(['bash', 'tools/setup_env.sh'] + ([flag] if flag else []),
+                             cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
+        assert out.returncode == 0, out.stderr
+        assert 'CLASH' not in log.read_text(), log.read_text()
+        mode = (venv / '.mmmsf-stamp').read_text().split()[1]
+        return set(state.read_text().split()), mode
+
+    assert setup('') == ({'mmcv-lite'}, 'light')              # the demo on a bare venv
+    wheels.mkdir(parents=True)                               # as if built by --full
+    (wheels / 'mmcv-2.1.0-fake.whl').write_text('')
+    assert setup('--full') == ({'mmcv', 'mmdet'}, 'full')     # the test suite
+    assert setup('') == ({'mmcv', 'mmdet'}, 'full')           # the demo keeps the full install
+    assert log.read_text() == ''                             # ... and costs nothing
+    assert setup('--light') == ({'mmcv-lite'}, 'light')       # back
+    assert setup('--full') == ({'mmcv', 'mmdet'}, 'full')     # again, from the cached wheel
+    # a changed requirement file on a full venv whose wheel is gone: the demo goes light
+    # rather than compiling for 10-30 minutes
+    (venv / '.mmmsf-stamp').write_text('0' * 64 + ' full\n')
+    (wheels / 'mmcv-2.1.0-fake.whl').unlink()
+    assert setup('') == ({'mmcv-lite'}, 'light')
