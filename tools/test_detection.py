@@ -11,6 +11,10 @@ import json
 from mmmsf.apis.config import DictAction
 from mmengine.dist import get_rank
 
+from mmmsf.utils import require_detection_stack
+
+require_detection_stack()  # one line naming the install command, before mmdet is imported
+
 from mmmsf.detection import load_detection_config, test_detector
 
 

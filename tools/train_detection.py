@@ -12,6 +12,10 @@ import os.path as osp
 from mmmsf.apis.config import DictAction
 from mmengine.dist import get_rank
 
+from mmmsf.utils import require_detection_stack
+
+require_detection_stack()  # one line naming the install command, before mmdet is imported
+
 from mmmsf.detection import (format_runs, last_checkpoint, load_detection_config,
                              repeat_finetuning, train_detector)
 
