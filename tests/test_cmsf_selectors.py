@@ -4,11 +4,11 @@ import torch
 import torch.nn.functional as F
 from mmengine.structures import BaseDataElement
 
-from mmmsf.models.algorithms.cmsf import unconstrained_ranks
 from mmmsf.models.memories import NNMemoryBank
 from mmmsf.models.selectors import (ConstrainedSelector, KMeansSelector, PseudoLabelSelector,
                                     SupervisedSelector, TopKSelector, TwoQueueSelector)
 from mmmsf.registry import MODELS
+from mmmsf.utils.knn_search import unconstrained_ranks
 from .conftest import tiny_msf_cfg
 
 K, D = 48, 8
@@ -256,7 +256,7 @@ def test_registered_selector_named_in_config_is_used():
 
 # ---------------------------------------------------------------------------- lazy masks
 def test_slot_mask_constructors_match_dense_references():
-    from mmmsf.models.memories import SlotMask
+    from mmmsf.utils.slot_mask import SlotMask
     q_keys = torch.tensor([0, 2, -1, 1])
     slot_keys = torch.arange(K) % 3
     slot_keys[::7] = -1
@@ -287,7 +287,7 @@ def test_slot_mask_constructors_match_dense_references():
 def test_constrained_search_builds_the_mask_one_block_at_a_time(selector, monkeypatch):
     """No (B, K) mask is materialised: every block the search asks for is at most chunk_size
     slots wide, and the result equals the dense-mask search."""
-    from mmmsf.models.memories import SlotMask
+    from mmmsf.utils.slot_mask import SlotMask
     bank = make_bank(labels=torch.arange(K) % 4, sample_idx=torch.arange(K))
     bank.chunk_size = 8
     q = queries_from_bank(bank, [0, 5, 9, 30])

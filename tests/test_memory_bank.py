@@ -2,7 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmmsf.models.memories import NNMemoryBank, chunked_topk
+from mmmsf.models.memories import NNMemoryBank
+from mmmsf.utils.knn_search import chunked_topk
 
 
 def unit(n, d, seed=0):
@@ -158,7 +159,7 @@ def test_bank_bytes_and_chunked_search_argument_errors():
 
 def test_deferred_tie_check_flags_ties_it_did_not_resolve():
     # the GPU path checks ties once per search instead of once per block (no per-block sync)
-    from mmmsf.models.memories.nn_memory_bank import _chunked_topk_pass
+    from mmmsf.utils.knn_search import _chunked_topk_pass
     keys = unit(64, 4, 1)
     keys[40:45] = keys[3]
     q = keys[3:4].clone()
@@ -182,7 +183,7 @@ def test_faiss_search_breaks_ties_like_the_torch_search():
 
 
 def test_auto_search_uses_faiss_on_cpu_with_the_same_answer(monkeypatch):
-    import mmmsf.utils.faiss_utils as fu
+    import mmmsf.utils.knn_search as fu
     calls = []
     real = fu.faiss_knn
     monkeypatch.setattr(fu, 'faiss_knn', lambda *a, **kw: calls.append(1) or real(*a, **kw))

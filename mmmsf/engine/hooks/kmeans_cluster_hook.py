@@ -15,38 +15,13 @@ Images without a cached embedding (never seen yet) get id ``-1`` and are unconst
 import time
 from typing import Optional, Union
 
-import numpy as np
 import torch
 from mmengine.dist import broadcast, get_rank
 from mmengine.hooks import Hook
 
 from mmmsf.registry import HOOKS
+from mmmsf.utils.knn_search import faiss_kmeans_assign
 from .embedding_cache_hook import unwrap
-
-
-def faiss_kmeans_assign(x: np.ndarray, num_clusters: int, niter: int = 20, seed: int = 0,
-                        gpu: Union[bool, str] = 'auto',
-                        max_points_per_centroid: Optional[int] = None) -> np.ndarray:
-    """faiss k-means (L2) of the rows of ``x`` (n, d) float32; each row's nearest centroid, (n,).
-
-    ``max_points_per_centroid``: faiss subsamples ``k * max_points_per_centroid`` points for
-    training (faiss default 256); the authors' code sets 10,000,000, i.e. no subsampling.
-    """
-    import faiss
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    n, d = x.shape
-    if num_clusters < 1 or num_clusters > n:
-        raise ValueError(f'k-means with {num_clusters} clusters needs 1 <= clusters <= the '
-                         f'{n} cached embeddings: lower num_clusters of KMeansClusterHook.')
-    use_gpu = (hasattr(faiss, 'StandardGpuResources') and faiss.get_num_gpus() > 0
-               and torch.cuda.is_available()) if gpu == 'auto' else bool(gpu)
-    kw = dict(niter=niter, seed=seed, gpu=use_gpu, verbose=False)
-    if max_points_per_centroid is not None:
-        kw['max_points_per_centroid'] = max_points_per_centroid
-    km = faiss.Kmeans(d, num_clusters, **kw)
-    km.train(x)
-    _, assign = km.index.search(x, 1)
-    return assign[:, 0].astype(np.int64)
 
 
 @HOOKS.register_module()

@@ -39,35 +39,13 @@ from mmengine.dist import get_world_size
 from mmengine.logging import MessageHub
 
 from mmmsf.registry import MODELS
+from mmmsf.utils.knn_search import unconstrained_ranks
 from ..selectors import SelectorOutput
 from .msf import MSF
 
 RANKS_INFO_KEY = 'constrained_ranks'
 SIDE_PROVIDED = ('sample_idx', 'labels', 'extra_view_target', 'previous_target',
                  'previous_valid')
-
-
-@torch.no_grad()
-def unconstrained_ranks(query: torch.Tensor, keys: torch.Tensor, indices: torch.Tensor,
-                        chunk_size: int = 16384) -> torch.Tensor:
-    """1-based rank of bank entry ``indices[b, j]`` in the unconstrained order of query ``b``:
-    similarity descending, ties by lower index (the order of MSF's exact top-k); (B, k) long.
-    """
-    b, k = indices.shape
-    sel = torch.empty(b, k, dtype=torch.float32, device=query.device)
-    for start in range(0, keys.shape[0], chunk_size):
-        sim = (query @ keys[start:start + chunk_size].to(query.dtype).T).float()
-        inside = (indices >= start) & (indices < start + sim.shape[1])
-        local = (indices - start).clamp(0, sim.shape[1] - 1)
-        sel = torch.where(inside, sim.gather(1, local), sel)
-    ranks = torch.ones(b, k, dtype=torch.long, device=query.device)
-    for start in range(0, keys.shape[0], chunk_size):
-        sim = (query @ keys[start:start + chunk_size].to(query.dtype).T).float()[:, None, :]
-        col = torch.arange(start, start + sim.shape[2], device=query.device)
-        before = (sim > sel[..., None]) | ((sim == sel[..., None]) &
-                                           (col[None, None, :] < indices[..., None]))
-        ranks += before.sum(dim=2)
-    return ranks
 
 
 @MODELS.register_module()

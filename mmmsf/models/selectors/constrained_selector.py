@@ -5,7 +5,7 @@ bank M by a search over a subset C of M: the query's neighbours are the top-k of
 embedding ``u`` among the entries of C. A subclass only says what C is, as a (B, K) boolean mask
 over the bank slots (:meth:`ConstrainedSelector.constraint_mask`), and which queries are
 constrained at all; this class does the exact search. The mask is best given as a lazy
-:class:`~mmmsf.models.memories.SlotMask`, which the chunked search builds one block of slots at
+:class:`~mmmsf.utils.slot_mask.SlotMask`, which the chunked search builds one block of slots at
 a time (nothing bank-sized per step); a dense bool tensor also works.
 
 Rules shared by every constrained selector:
@@ -32,7 +32,7 @@ from typing import Dict, Sequence, Tuple, Union
 
 import torch
 
-from ..memories.slot_mask import SlotMask
+from mmmsf.utils.slot_mask import SlotMask
 from .base_selector import BaseSelector, SelectorOutput
 
 

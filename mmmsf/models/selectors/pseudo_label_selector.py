@@ -17,8 +17,8 @@ import torch
 import torch.nn as nn
 
 from mmmsf.registry import MODELS
-from ..memories.nn_memory_bank import concat_all_gather
-from ..memories.slot_mask import SlotMask
+from mmmsf.utils.dist_utils import concat_all_gather
+from mmmsf.utils.slot_mask import SlotMask
 from .constrained_selector import ConstrainedSelector, per_image_lookup
 
 
