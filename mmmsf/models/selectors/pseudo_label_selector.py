@@ -112,10 +112,22 @@ class PseudoLabelSelector(ConstrainedSelector):
                     confidence=confidence)
 
     @torch.no_grad()
+    def step_inputs(self, query: torch.Tensor, sample_idx: torch.Tensor = None,
+                    labels: torch.Tensor = None, **side) -> Dict[str, Dict[str, torch.Tensor]]:
+        """The step's :meth:`constraint_labels` (one classifier forward per step), handed back
+        to :meth:`after_enqueue` and :meth:`select` as ``pseudo_labels``."""
+        return dict(pseudo_labels=self.constraint_labels(query, sample_idx, labels))
+
+    def _labels_of(self, query, sample_idx, labels, pseudo_labels) -> Dict[str, torch.Tensor]:
+        if pseudo_labels is not None:
+            return pseudo_labels
+        return self.constraint_labels(query, sample_idx, labels)
+
+    @torch.no_grad()
     def after_enqueue(self, bank, slots: torch.Tensor, query: torch.Tensor, sample_idx=None,
-                      labels=None, **side) -> None:
+                      labels=None, pseudo_labels=None, **side) -> None:
         """Write the (all-gathered) constraint labels of this step's entries to their slots."""
-        lab = self.constraint_labels(query, sample_idx, labels)['labels']
+        lab = self._labels_of(query, sample_idx, labels, pseudo_labels)['labels']
         lab_all = concat_all_gather(lab)
         if lab_all.shape[0] != slots.numel():
             raise RuntimeError(f'PseudoLabelSelector: {lab_all.shape[0]} labels for '
@@ -127,14 +139,15 @@ class PseudoLabelSelector(ConstrainedSelector):
         return SlotMask.same_key(q_lab, slot_labels, slot_labels.numel())
 
     def constraint_mask(self, query: torch.Tensor, bank, sample_idx: torch.Tensor,
-                        labels: torch.Tensor, **side) -> Tuple[SlotMask, torch.Tensor]:
-        q_lab = self.constraint_labels(query, sample_idx, labels)['labels']
+                        labels: torch.Tensor, pseudo_labels=None,
+                        **side) -> Tuple[SlotMask, torch.Tensor]:
+        q_lab = self._labels_of(query, sample_idx, labels, pseudo_labels)['labels']
         return self._mask(self.slot_labels, q_lab), q_lab >= 0
 
     @torch.no_grad()
     def select(self, query: torch.Tensor, bank, k: int, sample_idx: torch.Tensor,
-               labels: torch.Tensor, **side):
-        info = self.constraint_labels(query, sample_idx, labels)
+               labels: torch.Tensor, pseudo_labels=None, **side):
+        info = self._labels_of(query, sample_idx, labels, pseudo_labels)
         q_lab = info['labels']
         out = self.topk_in_set(query, bank, k, self._mask(self.slot_labels, q_lab), q_lab >= 0)
         # logged ratios (numerator, denominator): unlabelled queries with a confident
