@@ -34,9 +34,10 @@ neighbour ranks are also published every step as the message-hub info ``constrai
 (1-based; 0 for unconstrained queries), which :class:`~mmmsf.engine.hooks.ConstrainedRankHook`
 turns into per-epoch histograms.
 """
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import torch
+import torch.nn as nn
 from mmengine.logging import MessageHub
 
 from mmmsf.registry import MODELS
@@ -47,6 +48,9 @@ from .msf import MSF, target_std
 #: Message-hub info key of the per-step constrained-neighbour ranks (written here, read by
 #: :class:`~mmmsf.engine.hooks.ConstrainedRankHook`).
 RANKS_INFO_KEY = 'constrained_ranks'
+#: Constraints maintained by hooks: kind -> (selector type, the method the hook calls).
+CONSTRAINT_KINDS = {'kmeans': ('KMeansSelector', 'set_cluster_ids'),
+                    'pseudo_label': ('PseudoLabelSelector', 'fit')}
 SIDE_PROVIDED = ('sample_idx', 'labels', 'extra_view_target', 'previous_target',
                  'previous_valid')
 
@@ -113,6 +117,23 @@ class CMSF(MSF):
                              'embeddings: set model.embedding_cache=dict(type=\'EmbeddingCache\') '
                              "and add dict(type='EmbeddingCacheHook') to custom_hooks.")
         self._requires = requires
+
+    # ------------------------------------------------------------------ for the hooks
+    def constraint(self, kind: str, user: str = 'this hook') -> Tuple[nn.Module, nn.Module]:
+        """(constrained selector, embedding cache) for a hook that maintains the constraint
+        ``kind`` (``'kmeans'``: cluster ids; ``'pseudo_label'``: the pseudo-labeller), or one
+        clear error naming what ``user`` needs in the config."""
+        if kind not in CONSTRAINT_KINDS:
+            raise KeyError(f'CMSF.constraint({kind!r}): use one of {sorted(CONSTRAINT_KINDS)}.')
+        selector_type, method = CONSTRAINT_KINDS[kind]
+        if not hasattr(self.constrained_selector, method):
+            raise ValueError(f'{user} needs a CMSF model with '
+                             f"constrained_selector=dict(type='{selector_type}').")
+        if self.embedding_cache is None:
+            raise ValueError(f'{user} needs the embedding cache: set '
+                             "model.embedding_cache=dict(type='EmbeddingCache') and add "
+                             "dict(type='EmbeddingCacheHook') to custom_hooks.")
+        return self.constrained_selector, self.embedding_cache
 
     # ------------------------------------------------------------------ side information
     def extra_side_info(self, inputs, u: torch.Tensor, side: dict) -> Dict[str, torch.Tensor]:

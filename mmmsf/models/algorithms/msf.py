@@ -115,6 +115,19 @@ class MSF(BaseModel):
             u = self.target_neck(self.target_backbone(x))
         return F.normalize(u.float(), dim=1)
 
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor, which: str = 'backbone') -> torch.Tensor:
+        """L2-normalised float32 embedding of ``x`` for analysis (no ShuffleBN, no collective):
+        ``'backbone'``: the pooled online-backbone feature (what kNN uses); ``'target'``: the
+        target projection, the space of the memory bank."""
+        if which == 'backbone':
+            f = self.extract_feat(x)
+        elif which == 'target':
+            f = self.target_neck(self.target_backbone(x))
+        else:
+            raise KeyError(f"MSF.embed which={which!r}: 'backbone' or 'target'.")
+        return F.normalize(f.float(), dim=1)
+
     def online_embed(self, x: torch.Tensor) -> torch.Tensor:
         """L2-normalised online prediction ``v``."""
         return F.normalize(self.predictor(self.neck(self.backbone(x))).float(), dim=1)
