@@ -8,7 +8,7 @@ import pytest
 import torch
 from mmengine.hooks import Hook
 
-from mmmsf.apis import load_config, prepare_train_cfg, train
+from mmmsf.apis import iter_hooks, load_config, prepare_train_cfg, train
 from mmmsf.registry import HOOKS
 from mmmsf.utils.model_io import load_state_dict
 from .conftest import MINI, ROOT
@@ -71,16 +71,13 @@ def tiny_demo(name, tmp_path, work_dir, epochs=2, kill_at=-1, **opts):
     }
     options.update(opts)
     cfg = load_config(DEMOS[name], options, data_root=MINI)
-    hooks = []
-    for h in cfg.custom_hooks:
-        h = dict(h)
+    for h in iter_hooks(cfg):
         if h['type'] == 'KMeansClusterHook':
             h['num_clusters'] = 4
         if h['type'] == 'PseudoLabelHook':
             h['labelled_list'] = tiny_list(tmp_path, 2, 'labelled.txt')
             h['batch_size'] = 8
-        hooks.append(h)
-    cfg.custom_hooks = hooks + [dict(type='RecordCMSFHook', kill_at=kill_at)]
+    cfg.custom_hooks = list(cfg.custom_hooks) + [dict(type='RecordCMSFHook', kill_at=kill_at)]
     return prepare_train_cfg(cfg, work_dir=str(work_dir))
 
 

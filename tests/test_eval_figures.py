@@ -76,7 +76,8 @@ def demo_run(tmp_path_factory):
         'default_hooks.checkpoint': dict(type='CheckpointHook', interval=1000, save_last=False),
     }
     cfg = load_config(CMSF_DEMO, opts, data_root=MINI)
-    cfg.custom_hooks = [h for h in cfg.custom_hooks if h['type'] != 'ConstrainedRankHook'] + [
+    cfg.default_hooks.pop('ranks')  # recorded every epoch below, after RecordRanksHook
+    cfg.custom_hooks = list(cfg.custom_hooks) + [
         dict(type='RecordRanksHook'), dict(type='KeepModelHook'),
         dict(type='ConstrainedRankHook', interval=1),
         dict(type='NeighbourSnapshotHook', interval=1, pool_size=50, num_queries=3, k=4)]

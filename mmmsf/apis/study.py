@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Sequence
 
 from mmengine.config import Config
 
-from .config import load_config
+from .config import iter_hooks, load_config
 from .evaluate import knn_from_config
 from .train import prepare_train_cfg, train
 
@@ -98,7 +98,7 @@ def build_run_cfg(run: dict, budget: dict, work_dir: str, seed: int,
         cfg.merge_from_dict({f'model.{k}': v for k, v in run['model'].items()})
     if run.get('views'):
         cfg.train_dataloader.dataset.pipeline = _views_pipeline(cfg, run['views'])
-    for hook in cfg.get('custom_hooks', []):
+    for hook in iter_hooks(cfg):
         if hook['type'] == 'PseudoLabelHook' and labelled_list:
             hook['labelled_list'] = labelled_list
         if hook['type'] == 'KMeansClusterHook' and budget.get('num_clusters'):

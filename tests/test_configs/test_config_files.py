@@ -8,11 +8,11 @@ from mmengine.config import Config
 
 from mmmsf.apis import check_config_keys, load_config
 from mmmsf.registry import MODELS
-from .conftest import ROOT
+from tests.conftest import ROOT
 
 CONFIGS = sorted(c for c in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
                  if '_base_' not in c and 'benchmarks/detection' not in c
-                 and 'benchmarks/linear' not in c)  # tests/test_eval_configs.py
+                 and 'benchmarks/linear' not in c)  # linear configs: tests/test_eval_linear.py
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=lambda p: osp.relpath(p, ROOT))
