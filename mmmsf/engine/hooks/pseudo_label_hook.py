@@ -22,6 +22,7 @@ import torch
 from mmengine.dist import broadcast, get_rank
 from mmengine.hooks import Hook
 
+from mmmsf.datasets.label_subset import read_subset_list
 from mmmsf.registry import HOOKS
 from mmmsf.utils.misc import get_ori_model
 
@@ -41,8 +42,7 @@ def read_labelled_list(path: str, dataset, data_root: Optional[str] = None) -> L
         rel = osp.relpath(img, root).replace('\\', '/') if root else img
         by_rel[rel] = i
         by_name.setdefault(osp.basename(img), []).append(i)
-    with open(path) as f:
-        entries = [ln.split()[0] for ln in f if ln.strip() and not ln.startswith('#')]
+    entries = [rel for _, rel, _ in read_subset_list(path)]
     if not entries:
         raise ValueError(f'labelled subset list {path!r} is empty.')
     found, missing = [], []
