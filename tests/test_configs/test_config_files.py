@@ -12,7 +12,7 @@ from tests.conftest import ROOT
 
 CONFIGS = sorted(c for c in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
                  if '_base_' not in c and 'benchmarks/detection' not in c
-                 and 'benchmarks/linear' not in c)  # linear configs: tests/test_eval_linear.py
+                 and 'benchmarks/linear' not in c)  # linear: test_evaluation/test_eval_linear.py
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=lambda p: osp.relpath(p, ROOT))

@@ -1,4 +1,5 @@
-"""Owner of the NN memory bank's life cycle: checks at start, statistics, checkpoint checks."""
+"""Checks and statistics of the NN memory bank (the model owns it and writes it each step):
+checks at start, logged fill and pointer, checkpoint shape check."""
 from mmengine.dist import get_world_size
 from mmengine.hooks import Hook
 

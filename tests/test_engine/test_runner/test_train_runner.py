@@ -11,7 +11,7 @@ from mmengine.hooks import Hook
 
 from mmmsf.apis import load_config, prepare_train_cfg, train
 from mmmsf.registry import HOOKS
-from .conftest import MINI, ROOT
+from tests.conftest import MINI, ROOT
 
 DEMO = osp.join(ROOT, 'configs/demo/msf_r18_cifar10mini_ws.py')
 

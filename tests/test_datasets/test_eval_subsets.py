@@ -7,7 +7,7 @@ import pytest
 from mmmsf.apis import load_config
 from mmmsf.datasets import ImageFolder
 from mmmsf.datasets.label_subset import make_subset_list
-from .conftest import MINI, ROOT
+from tests.conftest import MINI, ROOT
 
 DEMO10 = osp.join(ROOT, 'configs/benchmarks/linear/linear_r18_cifar10mini_10percent_demo.py')
 

@@ -6,8 +6,9 @@ import torch.nn.functional as F
 from mmengine.structures import BaseDataElement
 
 from mmmsf.models.losses import MeanShiftLoss
+from mmmsf.models.selectors import SelectorOutput
 from mmmsf.registry import MODELS
-from .conftest import tiny_msf_cfg
+from tests.conftest import tiny_msf_cfg
 
 
 def build(**kw):
@@ -99,6 +100,15 @@ def test_purity_excludes_self():
                      m.memory_bank, 3)
     assert 'purity' in out and 0.0 <= float(out['purity']) <= 1.0
     assert sel.indices.shape == (8, 3)
+    # known labels: each query's neighbour #1 is its own slot (same label), #2 and #3 are one
+    # entry of its class and one of the other: 1/2 without self, 2/3 if self were counted
+    m.memory_bank.labels[:4] = torch.tensor([0, 0, 1, 1])
+    q_labels = torch.tensor([0, 1])
+    idx = torch.tensor([[0, 1, 2], [2, 3, 0]])  # query 0 sits in slot 0, query 1 in slot 2
+    nb = SelectorOutput(idx, torch.zeros(2, dtype=torch.bool))
+    with_self = (m.memory_bank.labels[idx] == q_labels[:, None]).float().mean()
+    assert float(with_self) == pytest.approx(2 / 3)
+    assert float(m.neighbour_stats(nb, q_labels)['purity']) == 0.5
 
 
 def test_build_errors_are_clear():

@@ -11,7 +11,7 @@ from mmengine.hooks import Hook
 from mmmsf.apis import iter_hooks, load_config, prepare_train_cfg, train
 from mmmsf.registry import HOOKS
 from mmmsf.utils.model_io import load_state_dict
-from .conftest import MINI, ROOT
+from tests.conftest import MINI, ROOT
 
 DEMOS = {name: osp.join(ROOT, 'configs', 'demo', f'cmsf_{name}_r18_cifar10mini.py')
          for name in ('km', '2q', '2q_prev', 'sup', 'semisup_10p')}

@@ -6,7 +6,7 @@ import torch
 from mmengine.registry import build_from_cfg
 
 from mmmsf.registry import DATASETS, TRANSFORMS
-from .conftest import MINI
+from tests.conftest import MINI
 
 
 def make_dataset(root, pipeline=(), **kw):

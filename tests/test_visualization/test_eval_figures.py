@@ -15,7 +15,7 @@ from mmmsf.evaluation.results_table import format_table, gather_run
 from mmmsf.registry import HOOKS
 from mmmsf.visualization import (load_snapshots, plot_constrained_ranks, plot_neighbours,
                                  plot_purity, plot_tsne)
-from .conftest import MINI, ROOT
+from tests.conftest import MINI, ROOT
 
 CMSF_DEMO = osp.join(ROOT, 'configs/demo/cmsf_sup_r18_cifar10mini.py')
 EPOCHS = 2

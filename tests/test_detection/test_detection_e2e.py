@@ -19,7 +19,7 @@ from mmengine.registry import init_default_scope
 
 from mmmsf.apis import load_config, prepare_train_cfg, train
 from mmmsf.detection import load_detection_config, make_tiny_voc, set_pretrained
-from .conftest import MINI, ROOT
+from tests.conftest import MINI, ROOT
 
 TINY = osp.join(ROOT, 'configs/benchmarks/detection/faster-rcnn_r18-c4_tiny-voc_cpu.py')
 DEMO = osp.join(ROOT, 'configs/demo/msf_r18_cifar10mini_ws.py')

@@ -9,7 +9,7 @@ from mmengine.config import Config
 
 from mmmsf.detection import load_detection_config, make_tiny_voc
 from mmmsf.detection import finetune
-from .conftest import MINI, ROOT
+from tests.conftest import MINI, ROOT
 
 TINY = f'{ROOT}/configs/benchmarks/detection/faster-rcnn_r18-c4_tiny-voc_cpu.py'
 ITERS = 200

@@ -11,7 +11,7 @@ import torch
 from mmmsf.evaluation import extract_features, knn_classify
 from mmmsf.evaluation.results_io import read_results
 from mmmsf.registry import MODELS
-from .conftest import MINI, ROOT, tiny_msf_cfg
+from tests.conftest import MINI, ROOT, tiny_msf_cfg
 
 
 @pytest.fixture(autouse=True)

@@ -16,7 +16,7 @@ from mmmsf.detection import (CIFAR_TO_VOC, check_normalisation, check_voc_layout
                              check_voc_split, load_detection_config, make_tiny_voc,
                              pretrained_checkpoints, pretraining_normalisation, set_pretrained)
 from mmmsf.detection.finetune import _check_detector_checkpoint
-from .conftest import MINI, ROOT
+from tests.conftest import MINI, ROOT
 
 DET = osp.join(ROOT, 'configs/benchmarks/detection')
 C4 = osp.join(DET, 'faster-rcnn_r50-c4_ms-24k_voc0712.py')

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from mmmsf.engine.hooks import KMeansClusterHook, PseudoLabelHook
 from mmmsf.engine.hooks.pseudo_label_hook import read_labelled_list
 from mmmsf.registry import DATASETS, MODELS
-from .conftest import tiny_msf_cfg
+from tests.conftest import tiny_msf_cfg
 
 DIM = 16
 

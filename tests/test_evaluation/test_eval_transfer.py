@@ -11,7 +11,7 @@ import torch
 from mmmsf.evaluation.feature_linear_classifier import stratified_split
 from mmmsf.evaluation.results_io import read_results
 from mmmsf.evaluation.transfer import transfer_linear_eval
-from .conftest import MINI, ROOT
+from tests.conftest import MINI, ROOT
 
 DEMO = osp.join(ROOT, 'configs/benchmarks/linear/transfer_r18_cifar10mini_demo.py')
 

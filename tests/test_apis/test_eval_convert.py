@@ -220,7 +220,7 @@ def test_resumable_conversion_continues_training(tmp_path):
     tools/train.py --resume continues at the right epoch, LR, momentum and bank."""
     from mmengine.config import Config
     from mmmsf.apis import prepare_train_cfg, train
-    from .test_train_runner import DEMO, tiny_cfg
+    from tests.test_engine.test_runner.test_train_runner import DEMO, tiny_cfg
     cfg = tiny_cfg(tmp_path, tmp_path / 'run', epochs=3, per_class=4, batch=16,
                    extra_hooks=[dict(type='CaptureResumeHook')])
     opts = {k: cfg[k] for k in ('train_dataloader', 'train_cfg', 'param_scheduler')}

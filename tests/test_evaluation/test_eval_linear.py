@@ -17,7 +17,7 @@ from mmmsf.datasets.label_subset import make_subset_list, write_subset_list
 from mmmsf.engine.hooks import FeatureStatisticsHook
 from mmmsf.evaluation import extract_features
 from mmmsf.registry import HOOKS, MODELS
-from .conftest import MINI, ROOT, tiny_msf_cfg
+from tests.conftest import MINI, ROOT, tiny_msf_cfg
 
 DEMO = osp.join(ROOT, 'configs/benchmarks/linear/linear_r18_cifar10mini_demo.py')
 LINEAR_CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs/benchmarks/linear/linear_*.py')))

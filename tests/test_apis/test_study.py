@@ -9,7 +9,7 @@ import pytest
 
 from mmmsf.apis.study import STUDY_RUNS
 from mmmsf.apis.study_report import study_table
-from .conftest import ROOT
+from tests.conftest import ROOT
 
 
 QUICK_METHODS = ['random init', 'BYOL-asym s/s (k=1)', 'MSF w/s', 'CMSF-2Q', 'CMSF-KM',

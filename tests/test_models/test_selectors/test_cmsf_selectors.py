@@ -9,7 +9,7 @@ from mmmsf.models.selectors import (ConstrainedSelector, KMeansSelector, PseudoL
                                     SupervisedSelector, TopKSelector, TwoQueueSelector)
 from mmmsf.registry import MODELS
 from mmmsf.utils.knn_search import unconstrained_ranks
-from .conftest import tiny_msf_cfg
+from tests.conftest import tiny_msf_cfg
 
 K, D = 48, 8
 
