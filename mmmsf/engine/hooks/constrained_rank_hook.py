@@ -6,11 +6,11 @@ Contract with the model: :class:`~mmmsf.models.algorithms.CMSF` (``rank_stats=Tr
     MessageHub.get_current_instance().update_info(RANKS_INFO_KEY, ranks, resumed=False)
 
 at every training step (``RANKS_INFO_KEY = 'constrained_ranks'``, defined next to the writer in
-``mmmsf/models/algorithms/cmsf.py``), where ``ranks`` is a LongTensor (any shape, any device) holding, for
-each neighbour picked by the *constrained* search of a *constrained* query, its 1-based rank in
-the *unconstrained* order of the whole memory bank by similarity to that query (rank 1 = the
-nearest entry, i.e. the query itself; rank r = r-1 bank entries are nearer). Entries <= 0 are
-ignored (use them for padding or unconstrained queries).
+``mmmsf/models/algorithms/cmsf.py``), where ``ranks`` is a LongTensor (any shape, any device)
+holding, for each neighbour picked by the *constrained* search of a *constrained* query, its
+1-based rank in the *unconstrained* order of the whole memory bank by similarity to that query
+(rank 1 = the nearest entry, i.e. the query itself; rank r = r-1 bank entries are nearer).
+Entries <= 0 are ignored (use them for padding or unconstrained queries).
 
 The hook sums the ranks of every step of a recorded epoch (over all ranks of a multi-process
 run) and writes ``<work_dir>/<out_dir>/epoch_XXXX.npz`` with ``counts`` (``counts[r]`` = number
