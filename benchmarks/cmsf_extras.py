@@ -5,9 +5,9 @@ and the step cost of CMSF-2Q's second bank, as functions of the dataset size.
   code's previous-visit embeddings (embedding cache of N images, N = the dataset sizes) are
   measured side by side in one process (same backbone, batch, real-image data, threads; bank
   of 128K as in the CMSF paper), interleaved rounds, medians; ratios are to the MSF step.
-* k-means: ``faiss_kmeans_assign`` of :class:`~mmmsf.engine.hooks.KMeansClusterHook` (faiss
-  k-means, 20 iterations) on N cached embeddings with N / 25.6 clusters (ImageNet:
-  1,281,167 images, 50,000 clusters). The embeddings are random unit vectors: k-means time
+* k-means: ``mmmsf.utils.knn_search.faiss_kmeans_assign``, which
+  :class:`~mmmsf.engine.hooks.KMeansClusterHook` runs (faiss k-means, 20 iterations), on N
+  cached embeddings with N / 25.6 clusters (ImageNet: 1,281,167 images, 50,000 clusters). The embeddings are random unit vectors: k-means time
   depends on N, clusters, D and iterations, not on the values. Epoch time = ceil(N / batch) x
   the CMSF-KM step. Sizes this machine cannot run are extrapolated from the measured rates
   (k-means FLOPs 2 N C D iters / measured k-means GFLOP/s), marked as such.
@@ -70,7 +70,7 @@ def cmsf_variants(p, bank, dataset_sizes):
 def main(argv=None):
     args = parse_args(argv)
     device = setup(args)
-    from mmmsf.engine.hooks.kmeans_cluster_hook import faiss_kmeans_assign
+    from mmmsf.utils.knn_search import faiss_kmeans_assign
     p = preset(args)
     batch = p['batch']
     bank = batch * 32 if args.quick else args.bank_size // batch * batch

@@ -8,7 +8,7 @@ embedding cache, per-image cluster ids). Per-step allocations are recorded with 
 profiler's memory events (CPU allocator, or the CUDA caching allocator with ``--device cuda``)
 around the mean-shift part of a step: enqueue of the batch's targets + neighbour selection.
 faiss allocates its distance block inside the library, where torch's profiler cannot see it;
-its size is set to the same bound (``mmmsf.utils.faiss_utils.blas_search``).
+its size is set to the same bound (``mmmsf.utils.knn_search.blas_search``).
 
     python benchmarks/memory.py [--device cuda] [--quick]
 """

@@ -251,3 +251,12 @@ def set_data_root(cfg: Config, data_root: str) -> None:
         if key.endswith('dataloader'):
             visit(cfg[key])
     cfg.data_root = data_root
+
+
+def iter_hooks(cfg: Config) -> Iterator[dict]:
+    """Every hook config of ``cfg``: the keyed ``default_hooks`` (where the configs put the
+    method's hooks) and then ``custom_hooks``; edit them in place to change a run."""
+    for hook in (cfg.get('default_hooks') or {}).values():
+        if hook is not None:
+            yield hook
+    yield from cfg.get('custom_hooks') or []

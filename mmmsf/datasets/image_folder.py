@@ -16,6 +16,7 @@ from mmengine.dataset import BaseDataset
 
 from mmmsf.registry import DATASETS
 from .sample_seed import aug_seed_of, seeded_random
+from .label_subset import read_subset_list
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
 
@@ -69,11 +70,7 @@ class ImageFolder(BaseDataset):
             if not osp.isfile(self.ann_file):
                 raise FileNotFoundError(f'ann_file {self.ann_file!r} does not exist: fix the '
                                         'path of the subset list in the config.')
-            with open(self.ann_file) as f:
-                lines = [ln.strip() for ln in f if ln.strip() and not ln.startswith('#')]
-            for ln_no, line in enumerate(lines, 1):
-                parts = line.split()
-                rel = parts[0]
+            for ln_no, rel, listed_label in read_subset_list(self.ann_file):
                 path = osp.join(self.img_root, rel)
                 if (not osp.isfile(path) and '/' not in rel and '_' in rel
                         and osp.isfile(osp.join(self.img_root, rel.split('_')[0], rel))):
@@ -84,8 +81,8 @@ class ImageFolder(BaseDataset):
                     raise FileNotFoundError(
                         f'{self.ann_file}:{ln_no}: listed image {path!r} does not exist; fix the '
                         'list or the data_root/data_prefix it is relative to.')
-                if len(parts) > 1:
-                    label = int(parts[1])
+                if listed_label is not None:
+                    label = int(listed_label)
                 else:
                     cls = rel.replace('\\', '/').split('/')[0]
                     if cls not in cls_to_idx:

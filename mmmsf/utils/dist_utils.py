@@ -6,6 +6,13 @@ import torch.distributed as torch_dist
 from mmengine.dist import all_gather, get_rank, get_world_size
 
 
+def concat_all_gather(t: torch.Tensor) -> torch.Tensor:
+    """All ranks' ``t`` concatenated in rank order (a no-op in a single process)."""
+    if get_world_size() == 1:
+        return t
+    return torch.cat(all_gather(t.contiguous()), dim=0)
+
+
 @torch.no_grad()
 def batch_shuffle(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """MoCo's ShuffleBN: shuffle the global batch across ranks; returns (local x, unshuffle idx).

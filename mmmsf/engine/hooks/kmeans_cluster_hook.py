@@ -15,38 +15,13 @@ Images without a cached embedding (never seen yet) get id ``-1`` and are unconst
 import time
 from typing import Optional, Union
 
-import numpy as np
 import torch
 from mmengine.dist import broadcast, get_rank
 from mmengine.hooks import Hook
 
 from mmmsf.registry import HOOKS
-from .embedding_cache_hook import unwrap
-
-
-def faiss_kmeans_assign(x: np.ndarray, num_clusters: int, niter: int = 20, seed: int = 0,
-                        gpu: Union[bool, str] = 'auto',
-                        max_points_per_centroid: Optional[int] = None) -> np.ndarray:
-    """faiss k-means (L2) of the rows of ``x`` (n, d) float32; each row's nearest centroid, (n,).
-
-    ``max_points_per_centroid``: faiss subsamples ``k * max_points_per_centroid`` points for
-    training (faiss default 256); the authors' code sets 10,000,000, i.e. no subsampling.
-    """
-    import faiss
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    n, d = x.shape
-    if num_clusters < 1 or num_clusters > n:
-        raise ValueError(f'k-means with {num_clusters} clusters needs 1 <= clusters <= the '
-                         f'{n} cached embeddings: lower num_clusters of KMeansClusterHook.')
-    use_gpu = (hasattr(faiss, 'StandardGpuResources') and faiss.get_num_gpus() > 0
-               and torch.cuda.is_available()) if gpu == 'auto' else bool(gpu)
-    kw = dict(niter=niter, seed=seed, gpu=use_gpu, verbose=False)
-    if max_points_per_centroid is not None:
-        kw['max_points_per_centroid'] = max_points_per_centroid
-    km = faiss.Kmeans(d, num_clusters, **kw)
-    km.train(x)
-    _, assign = km.index.search(x, 1)
-    return assign[:, 0].astype(np.int64)
+from mmmsf.utils.knn_search import faiss_kmeans_assign
+from mmmsf.utils.misc import get_ori_model
 
 
 @HOOKS.register_module()
@@ -78,19 +53,13 @@ class KMeansClusterHook(Hook):
 
     @staticmethod
     def _parts(model):
-        selector = getattr(model, 'constrained_selector', None)
-        if selector is None or not hasattr(selector, 'set_cluster_ids'):
+        if not hasattr(model, 'constraint'):
             raise ValueError('KMeansClusterHook needs a CMSF model with '
                              "constrained_selector=dict(type='KMeansSelector').")
-        cache = getattr(model, 'embedding_cache', None)
-        if cache is None:
-            raise ValueError('KMeansClusterHook needs the embedding cache: set '
-                             "model.embedding_cache=dict(type='EmbeddingCache') and add "
-                             "dict(type='EmbeddingCacheHook') to custom_hooks.")
-        return selector, cache
+        return model.constraint('kmeans', user='KMeansClusterHook')
 
     def before_run(self, runner) -> None:
-        selector, _ = self._parts(unwrap(runner))
+        selector, _ = self._parts(get_ori_model(runner.model))
         num_images = len(runner.train_dataloader.dataset)
         if self.num_clusters > num_images:  # found now, not after the first epoch
             raise ValueError(f'KMeansClusterHook num_clusters={self.num_clusters} is more than '
@@ -116,7 +85,7 @@ class KMeansClusterHook(Hook):
         if not self.every_n_epochs(runner, self.interval):
             return
         t0 = time.time()
-        ids = self.cluster(unwrap(runner))
+        ids = self.cluster(get_ori_model(runner.model))
         seconds = time.time() - t0
         clustered = ids[ids >= 0]
         sizes = torch.bincount(clustered, minlength=self.num_clusters) if clustered.numel() \

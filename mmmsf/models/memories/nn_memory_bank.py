@@ -9,9 +9,10 @@ ranks stay identical (the reference code used DataParallel, where there is a sin
 
 Cost per step (paper Table 1: the search is 0.72% of a step with 128K slots, 6.78% with 1M):
 the write is an in-place copy into the ring at a pointer mirrored on the host (no device sync);
-the exact search runs one GEMM per block of ``chunk_size`` slots into a single reused
-``B x chunk_size`` float32 buffer and keeps only each block's top-k, so nothing bank-sized is
-allocated per step. ``benchmarks/`` measures both (README, "Performance").
+the exact search (:mod:`mmmsf.utils.knn_search`) runs one GEMM per block of ``chunk_size``
+slots into a single reused ``B x chunk_size`` float32 buffer and keeps only each block's top-k,
+so nothing bank-sized is allocated per step. ``benchmarks/`` measures both (README,
+"Performance").
 """
 import warnings
 from typing import Optional, Tuple, Union
@@ -19,165 +20,13 @@ from typing import Optional, Tuple, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.dist import all_gather, get_world_size
 
 from mmmsf.registry import MODELS
-from .slot_mask import SlotMask
+from mmmsf.utils import knn_search
+from mmmsf.utils.dist_utils import concat_all_gather
+from mmmsf.utils.slot_mask import SlotMask
 
 _DTYPES = {'float32': torch.float32, 'float16': torch.float16, 'bfloat16': torch.bfloat16}
-
-
-def concat_all_gather(t: torch.Tensor) -> torch.Tensor:
-    """All ranks' ``t`` concatenated in rank order (a no-op in a single process)."""
-    if get_world_size() == 1:
-        return t
-    return torch.cat(all_gather(t.contiguous()), dim=0)
-
-
-def chunked_topk(query: torch.Tensor, keys: torch.Tensor, k: int, chunk_size: int = 65536,
-                 mask: Optional[Union[torch.Tensor, SlotMask]] = None
-                 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Exact top-k by inner product, materialising at most ``B x chunk_size`` similarities.
-
-    The similarities of one block of ``chunk_size`` keys are written into a single reused
-    float32 buffer (the only bank-proportional temporary; a float16/bfloat16 bank on the CPU
-    also needs one float32 copy of the block), each block keeps its top-k candidates, and one
-    final sort of the ``B x k * blocks`` candidates gives the answer.
-
-    Args:
-        query: (B, D); keys: (K, D), any float dtype; mask: optional (B, K) bool tensor or
-            :class:`SlotMask` (built one block at a time), ``False`` entries are excluded
-            (their similarity is treated as ``-inf``).
-    Returns:
-        (similarities, indices), both (B, k), similarities in float32, sorted by decreasing
-        similarity; among equal similarities the lower bank index comes first, whatever the
-        chunk size -- exactly what a dense stable sort of ``query @ keys.T`` gives.
-    """
-    if query.dim() != 2 or keys.dim() != 2 or query.shape[1] != keys.shape[1]:
-        raise ValueError(f'chunked_topk needs query (B, D) and keys (K, D), got '
-                         f'{tuple(query.shape)} and {tuple(keys.shape)}.')
-    num_keys, b = keys.shape[0], query.shape[0]
-    if k > num_keys:
-        raise ValueError(f'top-k with k={k} > bank size {num_keys}: lower k or enlarge the bank.')
-    if k < 1 or chunk_size < 1:
-        raise ValueError(f'chunked_topk needs k >= 1 and chunk_size >= 1, got {k}, {chunk_size}.')
-    if mask is not None:
-        mask = SlotMask.coerce(mask)
-        if mask.shape != (b, num_keys):
-            raise ValueError(f'search mask must be (B, K) = {(b, num_keys)}, got {mask.shape}.')
-    # On a GPU the tie check of every block is one device-to-host copy; it is deferred to a
-    # single check per search (ties between distinct embeddings essentially never occur). With
-    # a mask, ``-inf`` ties are the rule, so those searches resolve them block by block.
-    defer = query.is_cuda and mask is None
-    out = _chunked_topk_pass(query, keys, k, chunk_size, mask, fix_ties=not defer)
-    if defer and bool(out[2]):
-        out = _chunked_topk_pass(query, keys, k, chunk_size, mask, fix_ties=True)
-    return out[0], out[1]
-
-
-def _chunked_topk_pass(query, keys, k, chunk_size, mask, fix_ties: bool):
-    """One pass over the bank; returns (sims, indices, any unresolved tie (bool tensor))."""
-    num_keys, b = keys.shape[0], query.shape[0]
-    q = query.float()
-    block_rows = min(chunk_size, num_keys)
-    dist = torch.empty(b * block_rows, dtype=torch.float32, device=query.device)
-    staging = None  # float32 copy of a low-precision key block (CPU)
-    if keys.dtype != torch.float32 and not query.is_cuda:
-        staging = torch.empty(block_rows, keys.shape[1], dtype=torch.float32,
-                              device=keys.device)
-    cand_s, cand_i, tie_flags = [], [], []
-    neg_inf = torch.full((), float('-inf'), device=query.device)
-    for start in range(0, num_keys, chunk_size):
-        block = keys[start:start + chunk_size]
-        n = block.shape[0]
-        sim = dist[:b * n].view(b, n)
-        _block_similarities(q, block, sim, staging)
-        if mask is not None:
-            torch.where(mask.block(start, start + n), sim, neg_inf, out=sim)
-        kk = min(k, n)
-        if n > kk:
-            s, i = torch.topk(sim, kk + 1, dim=1)  # sorted; the (kk+1)-th reveals a tie
-            tie = s[:, kk] == s[:, kk - 1]
-            s, i = s[:, :kk], i[:, :kk]
-            if fix_ties:
-                if bool(tie.any()):
-                    s, i = _resolve_cut_ties(sim, s, i, tie)
-            else:
-                tie_flags.append(tie.any())
-        else:
-            s = sim.clone()
-            i = torch.arange(n, device=sim.device).expand(b, n)
-        cand_s.append(s)
-        cand_i.append(i + start)
-    s, i = _sort_pairs(torch.cat(cand_s, 1), torch.cat(cand_i, 1))
-    unresolved = torch.stack(tie_flags).any() if tie_flags else torch.zeros((), dtype=torch.bool)
-    return s[:, :k].contiguous(), i[:, :k].contiguous(), unresolved
-
-
-def _block_similarities(q: torch.Tensor, block: torch.Tensor, out: torch.Tensor,
-                        staging: Optional[torch.Tensor]) -> None:
-    """``out = q @ block.T`` in float32, written in place (no allocation for fp32 keys)."""
-    if block.dtype == torch.float32:
-        torch.mm(q, block.T, out=out)
-    elif staging is not None:  # CPU: low-precision GEMMs are slow without AVX-512 BF16/FP16
-        buf = staging[:block.shape[0]]
-        buf.copy_(block)
-        torch.mm(q, buf.T, out=out)
-    else:  # GPU: tensor-core GEMM on the stored precision, float32 accumulation and output
-        try:
-            out.copy_(torch.mm(q.to(block.dtype), block.T, out_dtype=torch.float32))
-        except (TypeError, RuntimeError):
-            torch.mm(q, block.float().T, out=out)
-
-
-def _resolve_cut_ties(sim: torch.Tensor, s: torch.Tensor, i: torch.Tensor,
-                      tie: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """In rows where equal values straddle the top-k cut, keep the lowest-index ones.
-
-    Overwrites the block ``sim`` (not needed afterwards) with a tie score, so resolving costs
-    one bool block and no copy -- with a mask, ``-inf`` ties occur in almost every block.
-    """
-    kk, n = s.shape[1], sim.shape[1]
-    t = s[:, kk - 1:kk]
-    eq = sim == t
-    eq &= tie[:, None]
-    # score: tied entries by increasing column (n, n-1, ...; exact in float32), all others -1
-    desc = torch.arange(n, 0, -1, device=sim.device, dtype=sim.dtype)
-    torch.where(eq, desc, desc.new_full((), -1.0), out=sim)
-    tied = torch.topk(sim, kk, dim=1).indices
-    above = (s > t).sum(dim=1, keepdim=True)  # entries strictly above the tied value
-    pos = torch.arange(kk, device=sim.device)[None, :]
-    keep = (pos < above) | ~tie[:, None]
-    i = torch.where(keep, i, tied.gather(1, (pos - above).clamp(min=0)))
-    s = torch.where(keep, s, t.expand(-1, kk))
-    return s, i
-
-
-def _sort_pairs(s: torch.Tensor, i: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Sort (value, index) pairs by value descending, then index ascending."""
-    o = torch.argsort(i, dim=1, stable=True)
-    s, i = s.gather(1, o), i.gather(1, o)
-    o = torch.argsort(s, dim=1, descending=True, stable=True)
-    return s.gather(1, o), i.gather(1, o)
-
-
-def _merge_topk(s1, i1, s2, i2, k):
-    s, i = _sort_pairs(torch.cat([s1, s2], 1), torch.cat([i1, i2], 1))
-    return s[:, :k], i[:, :k]
-
-
-_FAISS = None
-
-
-def _faiss_importable() -> bool:
-    global _FAISS
-    if _FAISS is None:
-        try:
-            import faiss  # noqa: F401
-            _FAISS = True
-        except ImportError:
-            _FAISS = False
-    return _FAISS
 
 
 @MODELS.register_module()
@@ -197,7 +46,7 @@ class NNMemoryBank(nn.Module):
     """
 
     def __init__(self, size: int, dim: int, dtype: str = 'float32', search: str = 'torch',
-                 chunk_size: int = 131072):
+                 chunk_size: int = knn_search.DEFAULT_CHUNK):
         super().__init__()
         if size <= 0 or dim <= 0:
             raise ValueError(f'NNMemoryBank needs size > 0 and dim > 0, got {size} x {dim}.')
@@ -307,14 +156,14 @@ class NNMemoryBank(nn.Module):
         (CMSF's constrained sets) always use the chunked torch search.
         """
         if mask is None and self._use_faiss():
-            return self._faiss_search(query, k)
-        return chunked_topk(query, self.bank, k, self.chunk_size, mask)
+            return knn_search.faiss_topk(query, self.bank, k, self.chunk_size)
+        return knn_search.chunked_topk(query, self.bank, k, self.chunk_size, mask)
 
     def _use_faiss(self) -> bool:
         if self.search_backend == 'torch':
             return False
         if self.search_backend == 'auto':
-            return not self.bank.is_cuda and _faiss_importable()
+            return not self.bank.is_cuda and knn_search.faiss_importable()
         return self._faiss_usable()
 
     def _faiss_usable(self) -> bool:
@@ -323,25 +172,11 @@ class NNMemoryBank(nn.Module):
         if not self.bank.is_cuda:
             return True
         if self._faiss_gpu is None:
-            from mmmsf.utils.faiss_utils import gpu_search_available
-            self._faiss_gpu = gpu_search_available()
+            self._faiss_gpu = knn_search.gpu_search_available()
             if not self._faiss_gpu:
                 warnings.warn('NNMemoryBank search=\'faiss\' with a CUDA bank needs faiss-gpu; '
                               'using the torch search on the GPU instead.')
         return self._faiss_gpu
-
-    def _faiss_search(self, query: torch.Tensor, k: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        """faiss's exact search with the torch search's contract: equal similarities are
-        ordered by bank index, and a tie across the k-th place (faiss's heap keeps either
-        entry) is settled by the exact torch search. One extra neighbour reveals such ties."""
-        from mmmsf.utils.faiss_utils import faiss_knn
-        kk = min(k + 1, self.size)
-        sim, idx = faiss_knn(query, self.bank, kk, chunk_size=self.chunk_size)
-        if kk > k:
-            if bool((sim[:, k] == sim[:, k - 1]).any()):
-                return chunked_topk(query, self.bank, k, self.chunk_size)
-            sim, idx = sim[:, :k], idx[:, :k]
-        return _sort_pairs(sim, idx)
 
     @property
     def nbytes(self) -> int:

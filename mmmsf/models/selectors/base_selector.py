@@ -2,15 +2,15 @@
 
 A selector receives the step's L2-normalised target embeddings ``query`` (B, D) -- already
 enqueued, so each query is in the bank -- the memory bank, ``k`` and the side information it
-declares in ``requires`` (e.g. ``'labels'``, ``'sample_idx'``, ``'cluster_ids'``), and returns
-the ``k`` bank indices of each query's neighbours within its constrained set C, plus a mask of
+declares in ``requires`` (e.g. ``'labels'``, ``'sample_idx'``, ``'extra_view_target'``), and
+returns the ``k`` bank indices of each query's neighbours within its constrained set C, plus a mask of
 the queries that were actually constrained (the others fell back to the plain top-k).
 
 To add a selector: write one file with a registered subclass, name it in a config's
 ``model.selector`` (or CMSF's ``model.constrained_selector``); nothing else changes.
 """
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
 
 import torch
 import torch.nn as nn
@@ -43,9 +43,3 @@ class BaseSelector(nn.Module):
 
     def select(self, query: torch.Tensor, bank, k: int, **side) -> SelectorOutput:
         raise NotImplementedError
-
-    @staticmethod
-    def masked_topk(query: torch.Tensor, bank, k: int,
-                    mask: Optional[torch.Tensor]) -> torch.Tensor:
-        """Exact top-k of each query inside ``mask`` (B, K); (B, k) indices."""
-        return bank.search(query, k, mask=mask)[1]

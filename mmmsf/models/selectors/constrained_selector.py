@@ -5,7 +5,7 @@ bank M by a search over a subset C of M: the query's neighbours are the top-k of
 embedding ``u`` among the entries of C. A subclass only says what C is, as a (B, K) boolean mask
 over the bank slots (:meth:`ConstrainedSelector.constraint_mask`), and which queries are
 constrained at all; this class does the exact search. The mask is best given as a lazy
-:class:`~mmmsf.models.memories.SlotMask`, which the chunked search builds one block of slots at
+:class:`~mmmsf.utils.slot_mask.SlotMask`, which the chunked search builds one block of slots at
 a time (nothing bank-sized per step); a dense bool tensor also works.
 
 Rules shared by every constrained selector:
@@ -23,16 +23,18 @@ Rules shared by every constrained selector:
   to its own C, so neighbour #1 is the query itself as in MSF.
 
 State that a selector keeps (a second bank, per-slot labels, per-image cluster ids) lives in
-buffers, so it is saved in checkpoints and restored on resume. Two optional methods let the
+buffers, so it is saved in checkpoints and restored on resume. Optional methods let the
 algorithm keep it in step with the bank: :meth:`bind` (allocate state shaped like the bank, called
-once at build time) and :meth:`after_enqueue` (called each step right after the step's targets
-were written to the bank, with the slots they went to).
+once at build time), :meth:`step_inputs` (side information derived from the step's queries,
+computed once per step before the enqueue and passed back to the other two as keywords) and
+:meth:`after_enqueue` (called each step right after the step's targets were written to the bank,
+with the slots they went to).
 """
 from typing import Dict, Sequence, Tuple, Union
 
 import torch
 
-from ..memories.slot_mask import SlotMask
+from mmmsf.utils.slot_mask import SlotMask
 from .base_selector import BaseSelector, SelectorOutput
 
 
@@ -50,6 +52,10 @@ class ConstrainedSelector(BaseSelector):
     # ------------------------------------------------------------------ life cycle
     def bind(self, bank) -> None:
         """Allocate state shaped like ``bank`` (called once by the algorithm at build time)."""
+
+    def step_inputs(self, query: torch.Tensor, **side) -> Dict[str, object]:
+        """Side information this selector derives from the step's queries, once per step."""
+        return {}
 
     @torch.no_grad()
     def after_enqueue(self, bank, slots: torch.Tensor, query: torch.Tensor, **side) -> None:

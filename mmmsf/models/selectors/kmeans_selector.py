@@ -11,7 +11,7 @@ from typing import Tuple
 import torch
 
 from mmmsf.registry import MODELS
-from ..memories.slot_mask import SlotMask
+from mmmsf.utils.slot_mask import SlotMask
 from .constrained_selector import ConstrainedSelector, per_image_lookup
 
 
@@ -28,10 +28,6 @@ class KMeansSelector(ConstrainedSelector):
     def __init__(self):
         super().__init__()
         self.register_buffer('cluster_ids', torch.zeros(0, dtype=torch.long))
-
-    @property
-    def num_clustered(self) -> int:
-        return int((self.cluster_ids >= 0).sum())
 
     @torch.no_grad()
     def set_cluster_ids(self, ids: torch.Tensor) -> None:

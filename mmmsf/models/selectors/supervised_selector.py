@@ -4,7 +4,7 @@ from typing import Tuple
 import torch
 
 from mmmsf.registry import MODELS
-from ..memories.slot_mask import SlotMask
+from mmmsf.utils.slot_mask import SlotMask
 from .constrained_selector import ConstrainedSelector
 
 

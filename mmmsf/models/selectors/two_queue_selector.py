@@ -29,8 +29,9 @@ import torch
 import torch.nn.functional as F
 
 from mmmsf.registry import MODELS
-from ..memories.nn_memory_bank import chunked_topk, concat_all_gather
-from ..memories.slot_mask import SlotMask
+from mmmsf.utils.dist_utils import concat_all_gather
+from mmmsf.utils.knn_search import DEFAULT_CHUNK, chunked_topk
+from mmmsf.utils.slot_mask import SlotMask
 from .constrained_selector import ConstrainedSelector
 
 SECOND_QUERY_SOURCES = {'third_view': 'extra_view_target', 'previous_visit': 'previous_target'}
@@ -58,7 +59,7 @@ class TwoQueueSelector(ConstrainedSelector):
             raise ValueError(f'TwoQueueSelector topk_prime={topk_prime} must be >= 1.')
         self.topk_prime, self.second_query = topk_prime, second_query
         self.requires = (SECOND_QUERY_SOURCES[second_query], )
-        self.chunk_size = 131072
+        self.chunk_size = DEFAULT_CHUNK
 
     def bind(self, bank) -> None:
         self.chunk_size = bank.chunk_size
