@@ -69,6 +69,7 @@ def demo_run(tmp_path_factory):
         'train_dataloader.dataset.serialize_data': False,
         'knn_train_dataloader.dataset.ann_file': str(ann),
         'knn_train_dataloader.dataset.serialize_data': False,
+        'val_dataloader.dataset.ann_file': str(ann),
         'train_cfg.max_epochs': EPOCHS,
         'param_scheduler': [dict(type='CosineAnnealingLR', T_max=EPOCHS, by_epoch=True,
                                  begin=0, end=EPOCHS)],

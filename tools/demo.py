@@ -14,6 +14,7 @@ def main():
     result = run_demo(args.config, args.work_dir, args.data_root)
     print('\nkNN top-1 (%) on the test split, frozen backbone:')
     print(format_demo(result))
+    print(f"training curves (loss, purity, kNN, lr, collapse monitor): {result['curves']}")
 
 
 if __name__ == '__main__':

@@ -5,6 +5,8 @@ from typing import Dict, Optional
 
 from mmengine.config import Config
 
+from mmmsf.visualization.training_curves import plot_training_curves
+
 from .config import load_config
 from .evaluate import knn_from_config
 from .train import prepare_train_cfg, train
@@ -25,7 +27,9 @@ def run_demo(config: str = DEMO_CONFIG, work_dir: str = 'work_dirs/demo_msf',
     ckpt = osp.join(cfg.work_dir, f'epoch_{runner.max_epochs}.pth')
     trained = knn_from_config(cfg, ckpt)
     t3 = time.time()
-    return dict(random=baseline, trained=trained, checkpoint=ckpt,
+    curves = osp.join(cfg.work_dir, 'curves.png')
+    plot_training_curves([cfg.work_dir], curves, [osp.basename(osp.normpath(cfg.work_dir))])
+    return dict(random=baseline, trained=trained, checkpoint=ckpt, curves=curves,
                 seconds=dict(knn=(t1 - t0) + (t3 - t2), train=t2 - t1, total=t3 - t0))
 
 
