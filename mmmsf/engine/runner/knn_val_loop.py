@@ -21,12 +21,15 @@ validation's ``1-NN`` / ``20-NN``, every validation's numbers (``history``, kept
 checkpoints and across resumes) and the best epoch of each (``best``, labelled as such by
 ``tools/analysis/results_table.py``).
 """
+import contextlib
 import copy
 import os.path as osp
+import random
 import re
 import time
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Union
 
+import numpy as np
 import torch
 from mmengine.dist import is_main_process
 from mmengine.model import is_model_wrapper
@@ -42,6 +45,21 @@ from mmmsf.registry import DATASETS, LOOPS
 HISTORY_KEY = 'knn_history'
 NO_VALIDATE = ('or train without kNN validation: tools/train.py --no-validate (in a config: '
                'val_cfg = val_dataloader = val_evaluator = None)')
+
+
+@contextlib.contextmanager
+def preserved_rng_state() -> Iterator[None]:
+    """Restore the Python, NumPy and torch (CPU and CUDA) random states on exit."""
+    py, nps, cpu = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    try:
+        yield
+    finally:
+        random.setstate(py)
+        np.random.set_state(nps)
+        torch.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
 
 
 @LOOPS.register_module()
@@ -67,8 +85,8 @@ class KNNValLoop(ValLoop):
         try:
             super().__init__(runner, dataloader, evaluator, fp16=fp16)
         except (FileNotFoundError, ValueError) as e:
-            raise type(e)(f'kNN validation cannot read its query set (val_dataloader): {e} Fix '
-                          f'val_dataloader.dataset, {NO_VALIDATE}.') from None
+            raise type(e)(f'kNN validation, query set (val_dataloader.dataset): {e} Or '
+                          f'{NO_VALIDATE[3:]}.') from None
         self.metric = self._knn_metric()
         if memory_dataloader is None:
             memory_dataloader = runner.cfg.get('knn_train_dataloader')
@@ -98,8 +116,8 @@ class KNNValLoop(ValLoop):
             if hasattr(dataset, 'full_init'):
                 dataset.full_init()
         except (FileNotFoundError, ValueError) as e:
-            raise type(e)(f'kNN validation cannot read its memory set (knn_train_dataloader): '
-                          f'{e} Fix knn_train_dataloader.dataset, {NO_VALIDATE}.') from None
+            raise type(e)(f'kNN validation, memory set (knn_train_dataloader.dataset): {e} Or '
+                          f'{NO_VALIDATE[3:]}.') from None
         if self.memory_subset:
             sub = dict(self.memory_subset)
             idx = class_balanced_indices(dataset.labels, sub.get('fraction'),
@@ -128,7 +146,16 @@ class KNNValLoop(ValLoop):
         return model.module if is_model_wrapper(model) else model
 
     def run(self) -> dict:
-        """Embed both sets, vote, log the metrics and cost, write ``eval/knn.json``."""
+        """Embed both sets, vote, log the metrics and cost, write ``eval/knn.json``.
+
+        The Python / NumPy / torch random states are restored afterwards (iterating a
+        dataloader draws from torch's), so a run trains exactly as it would without validation
+        and a resumed run stays bit-exact.
+        """
+        with preserved_rng_state():
+            return self._run()
+
+    def _run(self) -> dict:
         t0 = time.perf_counter()
         self.runner.call_hook('before_val')
         self.runner.call_hook('before_val_epoch')
