@@ -65,7 +65,10 @@ def draw_training_curves(work_dirs: Sequence[str], labels: Optional[Sequence[str
     labels = list(labels) if labels is not None else [
         osp.basename(osp.normpath(w)) for w in work_dirs]
     data = {lab: run_curves(wd) for wd, lab in zip(work_dirs, labels)}
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(3.3 * len(PANELS), 3.0))
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+    fig, grid = plt.subplots(2, 3, figsize=(11, 6))
+    axes = grid.ravel()
     colours = plt.rcParams['axes.prop_cycle'].by_key()['color']
     for ax, (title, ylabel, curves) in zip(axes, PANELS):
         drawn = False
@@ -74,20 +77,28 @@ def draw_training_curves(work_dirs: Sequence[str], labels: Optional[Sequence[str
                 if key not in run:
                     continue
                 e, v = run[key]
-                name = lab if len(curves) == 1 else f'{lab} {key}'
                 ax.plot(e, v, color=colours[i % len(colours)],
                         linestyle='--' if key == '1-NN' else '-',
-                        marker='o' if len(e) <= 30 else None, markersize=3, label=name)
+                        marker='o' if len(e) <= 30 else None, markersize=3,
+                        label=lab if len(curves) == 1 else f'{lab} {key}')
                 drawn = True
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=10)
         ax.set_xlabel('epoch')
         ax.set_ylabel(ylabel)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.ticklabel_format(axis='y', useOffset=False, style='plain')
         ax.grid(alpha=0.3)
-        if drawn:
-            ax.legend(fontsize=7)
-        else:
+        if not drawn:
             ax.text(0.5, 0.5, 'not logged', ha='center', va='center', transform=ax.transAxes,
                     color='grey')
+    # the last cell: which colour is which run, which line style which k
+    key_ax = axes[len(PANELS)]
+    key_ax.axis('off')
+    handles = [Line2D([], [], color=colours[i % len(colours)], label=lab)
+               for i, lab in enumerate(data)]
+    handles += [Line2D([], [], color='k', linestyle='-', label='kNN: 20-NN'),
+                Line2D([], [], color='k', linestyle='--', label='kNN: 1-NN')]
+    key_ax.legend(handles=handles, loc='center', fontsize=9, frameon=False)
     fig.tight_layout()
     return fig, data
 
