@@ -109,8 +109,8 @@ def search_seconds(mem: int, queries: int, dim: int, device: torch.device,
     g = torch.Generator().manual_seed(0)
     mf = torch.nn.functional.normalize(torch.randn(mem, dim, generator=g), dim=1)
     qf = torch.nn.functional.normalize(torch.randn(queries, dim, generator=g), dim=1)
-    ml, ql = torch.randint(0, 10, (mem, ), generator=g), torch.randint(0, 10, (queries, ),
-                                                                          generator=g)
+    ml = torch.randint(0, 10, (mem, ), generator=g)
+    ql = torch.randint(0, 10, (queries, ), generator=g)
     gpu = 'auto' if device.type == 'cuda' else False
     knn_classify(mf, ml, qf[:16], ql[:16], ks=(1, 20), gpu=gpu)
     rounds = []

@@ -40,5 +40,5 @@ def test_switches_turn_validation_off_and_tensorboard_on():
     assert cfg.val_cfg is None and cfg.val_dataloader is None and cfg.val_evaluator is None
     enable_tensorboard(cfg)
     enable_tensorboard(cfg)  # once only
-    assert [b['type'] for b in cfg.visualizer.vis_backends] == ['LocalVisBackend',
-                                                                 'TensorboardVisBackend']
+    backends = [b['type'] for b in cfg.visualizer.vis_backends]
+    assert backends == ['LocalVisBackend', 'TensorboardVisBackend']

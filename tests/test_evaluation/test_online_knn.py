@@ -133,9 +133,8 @@ def test_resume_keeps_knn_history_and_best_epoch(tmp_path):
 
     cut = tmp_path / 'cut'  # killed in epoch 3 (iter 12 of 15), resumed from epoch_2.pth
     with pytest.raises(KeyboardInterrupt):
-        train(run_cfg(tmp_path, cut, epochs=3, extra_hooks=[dict(type='KillAtIterHook',
-                                                                  kill_at=12)],
-                      **{'model.target_bn': 'none'}))
+        kill = dict(type='KillAtIterHook', kill_at=12)
+        train(run_cfg(tmp_path, cut, epochs=3, extra_hooks=[kill], **{'model.target_bn': 'none'}))
     assert [h['epoch'] for h in read_results(str(cut / 'eval' / 'knn.json'))['history']] == [1, 2]
     # epoch 2's checkpoint is written before epoch 2's validation: it holds epoch 1's
     ck = torch.load(str(cut / 'epoch_2.pth'), map_location='cpu', weights_only=True)

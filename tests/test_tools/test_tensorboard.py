@@ -20,7 +20,8 @@ def train_tool(tmp_path, monkeypatch, work, *flags):
     opts = ['model.backbone.base_channels=8', 'model.neck.in_channels=64',
             'model.memory_bank.size=64', 'train_dataloader.batch_size=8',
             'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
-            f'train_dataloader.dataset.ann_file={lst}', f'knn_train_dataloader.dataset.ann_file={lst}',
+            f'train_dataloader.dataset.ann_file={lst}',
+            f'knn_train_dataloader.dataset.ann_file={lst}',
             f'val_dataloader.dataset.ann_file={lst}', 'train_cfg.max_epochs=1',
             'default_hooks.logger.interval=1']
     monkeypatch.setattr(sys, 'argv', ['train.py', DEMO, '--work-dir', str(work), '--data-root',

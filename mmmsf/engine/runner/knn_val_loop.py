@@ -102,9 +102,10 @@ class KNNValLoop(ValLoop):
     def _knn_metric(self) -> KNNAccuracy:
         found = [m for m in self.evaluator.metrics if isinstance(m, KNNAccuracy)]
         if len(found) != 1:
+            names = [type(m).__name__ for m in self.evaluator.metrics]
             raise TypeError("KNNValLoop needs exactly one val_evaluator metric of type "
-                            f"'KNNAccuracy', got {[type(m).__name__ for m in self.evaluator.metrics]}"
-                            ": set val_evaluator = dict(type='KNNAccuracy').")
+                            f"'KNNAccuracy', got {names}: set val_evaluator = "
+                            "dict(type='KNNAccuracy').")
         return found[0]
 
     def _build_memory_loader(self, cfg: Dict):
