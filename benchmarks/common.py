@@ -81,7 +81,7 @@ def usable_searches(device: torch.device, searches: Sequence[str]) -> List[str]:
     bank without faiss-gpu would silently fall back to the torch search and be mislabelled)."""
     if device.type != 'cuda' or 'faiss' not in searches:
         return list(searches)
-    from mmmsf.utils.faiss_utils import gpu_search_available
+    from mmmsf.utils.knn_search import gpu_search_available
     if gpu_search_available():
         return list(searches)
     print('faiss-gpu is not installed: the faiss search variants are left out on the GPU.',

@@ -49,6 +49,7 @@ def main():
     with open(osp.join(args.work_dir, 'demo_result.json'), 'w') as f:
         json.dump(summary, f, indent=1)
     print(format_demo(result))
+    print(f"training curves (loss, purity, kNN, lr, collapse monitor): {result['curves']}")
 
 
 if __name__ == '__main__':

@@ -1,6 +1,7 @@
 """Pre-train MSF / CMSF with mmengine's Runner.
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--cfg-options k=v]
+                                 [--no-validate] [--tensorboard]
     bash tools/dist_train.sh CONFIG NUM_GPUS [...]
 """
 import argparse
@@ -8,6 +9,7 @@ import argparse
 from mmmsf.apis.config import DictAction
 
 from mmmsf.apis import load_config, prepare_train_cfg, train
+from mmmsf.apis.train import disable_validation, enable_tensorboard
 
 
 def parse_args():
@@ -20,6 +22,10 @@ def parse_args():
                    help='resume from the latest checkpoint of work-dir if there is one, else '
                    'start fresh (and say so)')
     p.add_argument('--amp', action='store_true', help='automatic mixed precision')
+    p.add_argument('--no-validate', action='store_true',
+                   help='no online kNN validation during training')
+    p.add_argument('--tensorboard', action='store_true',
+                   help='also log scalars to TensorBoard (<work_dir>/<timestamp>/vis_data)')
     p.add_argument('--data-root', help='override the data_root of every dataset')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys')
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
@@ -31,6 +37,10 @@ def main():
     args = parse_args()
     cfg = load_config(args.config, args.cfg_options, args.data_root)
     cfg = prepare_train_cfg(cfg, args.work_dir, args.resume, args.amp, args.launcher)
+    if args.no_validate:
+        disable_validation(cfg)
+    if args.tensorboard:
+        enable_tensorboard(cfg)
     train(cfg)
 
 

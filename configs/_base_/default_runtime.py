@@ -28,3 +28,5 @@ randomness = dict(seed=0, deterministic=False)
 # Scalars (loss, purity, bank statistics, lr) also go to <work_dir>/<timestamp>/vis_data/scalars.json,
 # which tools/analysis reads to draw the paper's figures.
 visualizer = dict(type='Visualizer', vis_backends=[dict(type='LocalVisBackend')])
+# TensorBoard as well: tools/train.py --tensorboard, or in a config
+# visualizer = dict(vis_backends=[dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')])

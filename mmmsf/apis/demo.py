@@ -22,6 +22,8 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
 from mmmsf.evaluation import extract_features, knn_correct, paired_bootstrap, raw_pixel_features
+from mmmsf.visualization.training_curves import plot_training_curves
+
 from .config import load_config
 from .evaluate import build_model
 from .train import prepare_train_cfg, train
@@ -82,6 +84,8 @@ def run_demo(config: str = DEMO_CONFIG, work_dir: str = 'work_dirs/demo_msf',
     pre = build_model(cfg, None, seed=seed).data_preprocessor
     correct['pixels'] = _knn(cfg, *(raw_pixel_features(pre, loader) for loader in loaders))
     t2 = time.time()
+    curves = osp.join(cfg.work_dir, 'curves.png')
+    plot_training_curves([cfg.work_dir], curves, [osp.basename(osp.normpath(cfg.work_dir))])
     accuracy = {name: {m: 100.0 * float(c.double().mean()) for m, c in res.items()}
                 for name, res in correct.items()}
     gain = {b: {m: paired_bootstrap(correct['trained'][m], correct[b][m],
@@ -90,7 +94,7 @@ def run_demo(config: str = DEMO_CONFIG, work_dir: str = 'work_dirs/demo_msf',
     return dict(
         seed=seed, accuracy=accuracy, gain=gain, correct=correct,
         losses=_losses(runner), num_images=dict(train=n_train, test=n_test), steps=steps,
-        checkpoint=ckpt, log_dir=runner.log_dir, curves=find_curve_image(cfg.work_dir),
+        checkpoint=ckpt, log_dir=runner.log_dir, curves=curves,
         seconds=dict(train=t1 - t0, knn=t2 - t1, total=t2 - t0))
 
 

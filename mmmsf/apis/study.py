@@ -19,7 +19,7 @@ from mmmsf.datasets.label_subset import write_subset_list
 from mmmsf.visualization.scalars import load_train_scalars, scalar_per_epoch
 from .config import iter_hooks, load_config
 from .evaluate import knn_from_config
-from .train import prepare_train_cfg, train
+from .train import disable_validation, prepare_train_cfg, train
 
 MSF = 'configs/demo/msf_r18_cifar10mini_ws.py'
 CMSF = 'configs/demo/cmsf_{}_r18_cifar10mini.py'
@@ -101,7 +101,8 @@ def build_run_cfg(run: dict, budget: dict, work_dir: str, seed: int,
             hook['labelled_list'] = labelled_list
         if hook['type'] == 'KMeansClusterHook' and budget.get('num_clusters'):
             hook['num_clusters'] = budget['num_clusters']
-    return prepare_train_cfg(cfg, work_dir=work_dir)
+    # the study scores each run once, at the end (knn_from_config): no per-epoch validation
+    return disable_validation(prepare_train_cfg(cfg, work_dir=work_dir))
 
 
 def epoch_curves(work_dir: str, keys: Sequence[str] = ('purity', 'loss', 'target_std')

@@ -112,6 +112,25 @@ def check_checkpoint_fits(model: torch.nn.Module, path: str, max_listed: int = 5
                      + '. Resume with the config the checkpoint was trained with.')
 
 
+def disable_validation(cfg: Config) -> Config:
+    """Train without the online kNN validation (``tools/train.py --no-validate``)."""
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    return cfg
+
+
+def enable_tensorboard(cfg: Config) -> Config:
+    """Log every scalar to TensorBoard too: mmengine's ``TensorboardVisBackend`` next to the
+    local JSON backend (``tools/train.py --tensorboard``); the event files go to
+    ``<work_dir>/<timestamp>/vis_data/``."""
+    vis = cfg.get('visualizer') or dict(type='Visualizer')
+    backends = list(vis.get('vis_backends') or [dict(type='LocalVisBackend')])
+    if not any(b.get('type') == 'TensorboardVisBackend' for b in backends):
+        backends.append(dict(type='TensorboardVisBackend'))
+    vis['vis_backends'] = backends
+    cfg.visualizer = vis
+    return cfg
+
+
 def init_cpu_distributed(launcher: str) -> None:
     """Start the gloo process group for CPU-only multi-process runs.
 

@@ -7,10 +7,12 @@ labelled subset of :class:`~mmmsf.engine.hooks.PseudoLabelHook` and the study; o
 (:func:`write_subset_list`). The public ImageNet lists (SimCLR's ``1percent.txt`` /
 ``10percent.txt``) are used as they are; for other datasets :func:`make_subset_list` draws a
 class-balanced subset with a fixed seed.
+:func:`class_balanced_indices` draws the same number of images of every class of a dataset
+(the memory set of the online kNN validation on ImageNet).
 """
 import os
 import os.path as osp
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -57,3 +59,30 @@ def write_subset_list(lines: List[str], path: str) -> str:
     with open(path, 'w') as f:
         f.write('\n'.join(lines) + '\n')
     return path
+
+
+def class_balanced_indices(labels: Sequence[int], fraction: Optional[float] = None,
+                           per_class: Optional[int] = None, seed: int = 0) -> List[int]:
+    """Sorted dataset indices: ``per_class`` images of every class (default
+    ``round(fraction * N / num_classes)``, at least 1), all of a class that has fewer; drawn
+    with ``seed``, so every process and every epoch gets the same subset."""
+    if (fraction is None) == (per_class is None):
+        raise ValueError('give exactly one of fraction / per_class for a class-balanced subset.')
+    labels = np.asarray(labels, dtype=np.int64)
+    if len(labels) == 0 or (labels < 0).any():
+        raise ValueError('a class-balanced subset needs a labelled dataset (every gt_label '
+                         '>= 0); use ImageFolder with with_label=True.')
+    classes = np.unique(labels)
+    if per_class is None:
+        if not 0 < fraction <= 1:
+            raise ValueError(f'subset fraction {fraction} must be in (0, 1].')
+        per_class = max(1, int(round(fraction * len(labels) / len(classes))))
+    if per_class < 1:
+        raise ValueError(f'per_class={per_class} must be >= 1.')
+    rng = np.random.default_rng(seed)
+    out: List[int] = []
+    for c in classes:
+        members = np.flatnonzero(labels == c)
+        n = min(per_class, len(members))
+        out += members[np.sort(rng.choice(len(members), n, replace=False))].tolist()
+    return sorted(out)

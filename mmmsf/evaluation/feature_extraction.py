@@ -92,6 +92,30 @@ def check_equal_sizes(batch: dict) -> None:
 
 
 @torch.no_grad()
+def embed_batch(model, batch: dict, normalize: bool = True,
+                feature_fn: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+                ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Features (B, D) on the CPU, labels (B, ) and dataset indices (B, ) (``-1`` where unknown)
+    of one dataloader batch; the model must already be in eval mode.
+
+    The one place where images become kNN / probe features: :func:`extract_features` and the
+    online kNN validation (:class:`~mmmsf.engine.runner.KNNValLoop`) both call it.
+    """
+    data = model.data_preprocessor(batch, False)
+    x = data['inputs']
+    x = x[0] if isinstance(x, (list, tuple)) and x and x[0].dim() == 4 else x
+    f = feature_fn(x) if feature_fn is not None else model.extract_feat(x)
+    f = f.float()
+    f = (F.normalize(f, dim=1) if normalize else f).cpu()
+    samples = data['data_samples'] or []
+    labels = torch.tensor([int(ds.gt_label) if 'gt_label' in ds else -1 for ds in samples],
+                          dtype=torch.long)
+    indices = torch.tensor([int(ds.metainfo.get('sample_idx', -1)) for ds in samples],
+                           dtype=torch.long)
+    return f, labels, indices
+
+
+@torch.no_grad()
 def extract_features(model, dataloader, device: Optional[torch.device] = None,
                      cache_file: Optional[str] = None, normalize: bool = True,
                      feature_fn: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
@@ -126,17 +150,10 @@ def extract_features(model, dataloader, device: Optional[torch.device] = None,
     feats, labels, indices = [], [], []
     for batch in dataloader:
         check_equal_sizes(batch)
-        data = model.data_preprocessor(batch, False)
-        x = data['inputs']
-        x = x[0] if isinstance(x, (list, tuple)) and x and x[0].dim() == 4 else x
-        f = feature_fn(x) if feature_fn is not None else model.extract_feat(x)
-        f = f.float()
-        feats.append((F.normalize(f, dim=1) if normalize else f).cpu())
-        samples = data['data_samples'] or []
-        labels.append(torch.tensor([int(ds.gt_label) if 'gt_label' in ds else -1
-                                    for ds in samples], dtype=torch.long))
-        indices.append(torch.tensor([int(ds.metainfo.get('sample_idx', -1)) for ds in samples],
-                                    dtype=torch.long))
+        f, y, i = embed_batch(model, batch, normalize, feature_fn)
+        feats.append(f)
+        labels.append(y)
+        indices.append(i)
     model.train(was_training)
     feats_t, labels_t, idx_t = torch.cat(feats), torch.cat(labels), torch.cat(indices)
     if get_world_size() > 1:

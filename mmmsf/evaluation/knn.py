@@ -8,19 +8,25 @@ Features are cached on disk (``cache_dir``; recomputed when the weights or image
 the test set is searched in chunks, so any number of test images works.
 """
 import os.path as osp
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from mmengine.logging import MMLogger
 
+from mmmsf.utils.knn_search import gpu_resources, gpu_search_available
 from .feature_extraction import extract_features
 
 
 def knn_predict(train_feats: torch.Tensor, train_labels: torch.Tensor,
                 test_feats: torch.Tensor, ks: Sequence[int] = (1, 20), weighted: bool = False,
-                temperature: float = 0.07, batch_size: int = 4096) -> Dict[int, torch.Tensor]:
-    """Predicted class of every test image (N, ) for each k in ``ks`` (features unit-norm)."""
+                temperature: float = 0.07, batch_size: int = 4096,
+                gpu: Union[bool, str] = False) -> Dict[int, torch.Tensor]:
+    """Predicted class of every test image (N, ) for each k in ``ks`` (features unit-norm).
+
+    ``gpu``: search with faiss on the GPU (``True``), on the CPU (``False``), or on the GPU
+    where faiss-gpu and a CUDA device are present (``'auto'``); the search is exact either way.
+    """
     import faiss
     if len(train_feats) == 0 or len(test_feats) == 0:
         raise ValueError('kNN evaluation needs at least one train and one test image.')
@@ -29,6 +35,13 @@ def knn_predict(train_feats: torch.Tensor, train_labels: torch.Tensor,
         raise ValueError(f'k={kmax} > number of training images {len(train_feats)}: lower k.')
     num_classes = int(train_labels.max()) + 1
     index = faiss.IndexFlatIP(train_feats.shape[1])
+    if gpu == 'auto':
+        gpu = gpu_search_available()
+    if gpu:
+        if not gpu_search_available():
+            raise RuntimeError('kNN search on the GPU needs faiss-gpu and a CUDA device: '
+                               "install requirements/faiss-gpu.txt or use gpu=False / 'auto'.")
+        index = faiss.index_cpu_to_gpu(gpu_resources(), torch.cuda.current_device(), index)
     index.add(np.ascontiguousarray(train_feats.numpy().astype(np.float32)))
     preds = {k: [] for k in ks}
     for start in range(0, len(test_feats), batch_size):  # any number of test images
@@ -55,10 +68,12 @@ def knn_correct(train_feats: torch.Tensor, train_labels: torch.Tensor,
 def knn_classify(train_feats: torch.Tensor, train_labels: torch.Tensor,
                  test_feats: torch.Tensor, test_labels: torch.Tensor,
                  ks: Sequence[int] = (1, 20), weighted: bool = False,
-                 temperature: float = 0.07, batch_size: int = 4096) -> Dict[str, float]:
+                 temperature: float = 0.07, batch_size: int = 4096,
+                 gpu: Union[bool, str] = False) -> Dict[str, float]:
     """Top-1 accuracy (%) of the k-NN vote for each k in ``ks`` (features already unit-norm)."""
     correct = knn_correct(train_feats, train_labels, test_feats, test_labels, ks,
-                          weighted=weighted, temperature=temperature, batch_size=batch_size)
+                          weighted=weighted, temperature=temperature, batch_size=batch_size,
+                          gpu=gpu)
     return {name: 100.0 * float(c.double().mean()) for name, c in correct.items()}
 
 

@@ -145,3 +145,16 @@ def test_bad_data_root_is_one_clear_error(tmp_path):
                                '--out', str(tmp_path / 'x.json')])
     finally:
         torch.set_num_threads(threads)
+
+
+def test_knn_val_cost(run_quick):
+    out = run_quick('knn_val_cost')
+    rates = out['settings']['rates']
+    assert all(v > 0 for v in rates.values()), rates
+    sub, full = out['results']
+    assert sub['memory_images'] == 128000 and full['memory_images'] == 1281167
+    for r in (sub, full):
+        assert r['share_per_validation'] == max(r['share_compute'], r['share_loading'])
+        assert r['share_amortised'] == pytest.approx(r['share_per_validation'] / 10)
+    assert sub['share_per_validation'] < full['share_per_validation']  # the subset is cheaper
+    assert sub['meets_goal'] == (sub['share_per_validation'] <= 0.03)

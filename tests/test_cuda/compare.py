@@ -15,7 +15,7 @@ DEVICES = ['cpu', CUDA]  # every test that takes ``device`` runs on the CPU and,
 
 def require_faiss_gpu() -> None:
     """Skip (with the reason) where faiss cannot search CUDA tensors."""
-    from mmmsf.utils.faiss_utils import gpu_search_available
+    from mmmsf.utils.knn_search import gpu_search_available
     if not gpu_search_available():
         pytest.skip('needs faiss-gpu (faiss has no StandardGpuResources or sees no GPU): '
                     'pip install -r requirements/faiss-gpu.txt')

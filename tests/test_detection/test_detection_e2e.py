@@ -52,6 +52,8 @@ def msf_checkpoint(tmp_path_factory):
         'train_dataloader.batch_size': 20, 'train_dataloader.num_workers': 0,
         'train_dataloader.persistent_workers': False,
         'train_dataloader.dataset.ann_file': str(tmp / 'subset.txt'),
+        'knn_train_dataloader.dataset.ann_file': str(tmp / 'subset.txt'),
+        'val_dataloader.dataset.ann_file': str(tmp / 'subset.txt'),
         'train_cfg.max_epochs': 1, 'default_hooks.checkpoint.interval': 1,
         'param_scheduler': [dict(type='CosineAnnealingLR', T_max=1, by_epoch=True)],
     }, data_root=MINI)

@@ -10,7 +10,7 @@ import torch
 from mmengine.hooks import Hook
 
 from mmmsf.apis import load_config, prepare_train_cfg, train
-from mmmsf.evaluation.results_io import results_path, write_results
+from mmmsf.evaluation.results_io import read_results, results_path, write_results
 from mmmsf.evaluation.results_table import format_table, gather_run
 from mmmsf.registry import HOOKS
 from mmmsf.visualization import (load_snapshots, plot_constrained_ranks, plot_neighbours,
@@ -69,6 +69,7 @@ def demo_run(tmp_path_factory):
         'train_dataloader.dataset.serialize_data': False,
         'knn_train_dataloader.dataset.ann_file': str(ann),
         'knn_train_dataloader.dataset.serialize_data': False,
+        'val_dataloader.dataset.ann_file': str(ann),
         'train_cfg.max_epochs': EPOCHS,
         'param_scheduler': [dict(type='CosineAnnealingLR', T_max=EPOCHS, by_epoch=True,
                                  begin=0, end=EPOCHS)],
@@ -191,13 +192,20 @@ def test_results_table_gathers_knn_linear_and_purity(demo_run, tmp_path):
                   train_subset='10percent.txt')  # a later checkpoint, but a label-subset probe
     row = gather_run(work_dir, 'CMSF sup (demo)')
     purity = logged(work_dir, 'purity')[EPOCHS]
+    # the best epoch of the run's online kNN validation (eval/knn.json), shown beside
+    online = read_results(osp.join(work_dir, 'eval', 'knn.json'))['best']
+    best = {'NN': (online['1-NN']['value'], online['1-NN']['epoch']),
+            '20-NN': (online['20-NN']['value'], online['20-NN']['epoch'])}
     assert row == {'Method': 'CMSF sup (demo)', 'Batch Size': 16, 'Epochs': EPOCHS,
                    'Top-1 Linear': 40.125, 'NN': 31.25, '20-NN': 35.5,
-                   'Purity': pytest.approx(100 * np.mean(purity)), 'fast_linear': False}
+                   'Purity': pytest.approx(100 * np.mean(purity)), 'fast_linear': False,
+                   'best': best}
     table = format_table([row], paper=True)
     lines = table.splitlines()
     assert lines[0] == '| Method | Batch Size | Epochs | Top-1 Linear | NN | 20-NN | Purity |'
-    assert lines[2].startswith('| CMSF sup (demo) | 16 | 2 | 40.1 | 31.2 | 35.5 |')
+    assert lines[2].startswith(
+        f'| CMSF sup (demo) | 16 | 2 | 40.1 | 31.2 (best {best["NN"][0]:.1f} @ epoch '
+        f'{best["NN"][1]}) | 35.5 (best {best["20-NN"][0]:.1f} @ epoch {best["20-NN"][1]}) |')
     assert '| MSF w/s (paper) | 256 | 200 | 72.4 | 62.0 | 64.9 | - |' in lines
     fast = format_table([dict(row, fast_linear=True)])  # a pre-computed-feature probe is marked
     assert '| 40.1* |' in fast and 'pre-computed features' in fast

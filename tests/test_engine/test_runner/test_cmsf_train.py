@@ -62,6 +62,9 @@ def tiny_demo(name, tmp_path, work_dir, epochs=2, kill_at=-1, **opts):
         'train_dataloader.batch_size': BATCH, 'train_dataloader.num_workers': 0,
         'train_dataloader.persistent_workers': False,
         'train_dataloader.dataset.ann_file': tiny_list(tmp_path, PER_CLASS, 'subset.txt'),
+        # the online kNN validation on the same few images: cheap
+        'knn_train_dataloader.dataset.ann_file': str(tmp_path / 'subset.txt'),
+        'val_dataloader.dataset.ann_file': str(tmp_path / 'subset.txt'),
         'train_cfg.max_epochs': epochs,
         'param_scheduler': [dict(type='CosineAnnealingLR', T_max=epochs, by_epoch=True,
                                  begin=0, end=epochs)],

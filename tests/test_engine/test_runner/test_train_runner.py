@@ -40,6 +40,7 @@ def subset_list(tmp_path, per_class: int) -> str:
 
 
 def tiny_cfg(tmp_path, work_dir, epochs=2, per_class=8, batch=16, extra_hooks=(), **opts):
+    subset = subset_list(tmp_path, per_class)
     options = {
         'model.backbone.base_channels': 8,
         'model.neck.in_channels': 64, 'model.neck.hid_channels': 64,
@@ -48,7 +49,9 @@ def tiny_cfg(tmp_path, work_dir, epochs=2, per_class=8, batch=16, extra_hooks=()
         'model.memory_bank.size': 128, 'model.memory_bank.dim': 32,
         'train_dataloader.batch_size': batch, 'train_dataloader.num_workers': 0,
         'train_dataloader.persistent_workers': False,
-        'train_dataloader.dataset.ann_file': subset_list(tmp_path, per_class),
+        'train_dataloader.dataset.ann_file': subset,
+        # the online kNN validation on the same few images (memory = query set): cheap
+        'knn_train_dataloader.dataset.ann_file': subset, 'val_dataloader.dataset.ann_file': subset,
         'train_cfg.max_epochs': epochs,
         'param_scheduler': [dict(type='CosineAnnealingLR', T_max=epochs, by_epoch=True,
                                  begin=0, end=epochs)],
@@ -134,6 +137,7 @@ def test_dist_train_sh_runs_with_gloo(tmp_path, nproc):
     work = tmp_path / f'dist{nproc}'
     cmd = ['bash', 'tools/dist_train.sh', DEMO, str(nproc), '--work-dir', str(work),
            '--data-root', MINI, '--cfg-options', f'train_dataloader.dataset.ann_file={lst}',
+           f'knn_train_dataloader.dataset.ann_file={lst}', f'val_dataloader.dataset.ann_file={lst}',
            'train_dataloader.batch_size=4', 'train_dataloader.num_workers=0',
            'train_dataloader.persistent_workers=False', 'train_cfg.max_epochs=1',
            'model.backbone.base_channels=8', 'model.neck.in_channels=64',
