@@ -13,7 +13,7 @@ import torch.nn as nn
 from mmengine.dist import all_gather, get_world_size
 from mmengine.optim import OptimWrapper
 
-from mmmsf.models.memories.nn_memory_bank import concat_all_gather
+from mmmsf.utils.dist_utils import concat_all_gather
 from mmmsf.registry import MODELS
 from tests.conftest import tiny_msf_cfg
 from tests.test_cuda.test_train_step_gpu import SIZE, batch

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from mmmsf.models.memories import NNMemoryBank
-from mmmsf.models.memories.nn_memory_bank import _block_similarities
-import mmmsf.models.memories.nn_memory_bank as nn_memory_bank
+from mmmsf.utils.knn_search import _block_similarities
+import mmmsf.utils.knn_search as knn_search
 from tests.test_cuda.compare import (DEVICES, copies_bank, half_rounding_bound, integer_bank,
                                      neighbour_mismatches, overlap, reference_topk,
                                      require_faiss_gpu, tie_rows)
@@ -64,8 +64,8 @@ def test_faiss_orders_ties_inside_the_top_k_by_index(device, monkeypatch):
     assert bool((ref[0][:, 2] == ref[0][:, 0]).all() and (ref[0][:, 3] < ref[0][:, 2]).all())
     bank = bank_on(device, keys, chunk_size=2000)
     calls = []
-    real = nn_memory_bank.chunked_topk
-    monkeypatch.setattr(nn_memory_bank, 'chunked_topk',
+    real = knn_search.chunked_topk
+    monkeypatch.setattr(knn_search, 'chunked_topk',
                         lambda *a, **kw: calls.append(1) or real(*a, **kw))
     bank.search_backend = 'faiss'
     got = bank.search(q.to(device), 3)
