@@ -64,13 +64,13 @@ def test_misspelt_nested_keys_say_did_you_mean(key, value, hint):
 
 def test_misspelt_key_in_a_custom_hook_and_pipeline():
     cfg = load_config(MSF_DEMO)
-    cfg.custom_hooks[1]['intervl'] = 3
+    cfg.default_hooks['bank']['intervl'] = 3
     cfg.train_pipeline[1]['transfroms'] = []
     cfg.train_dataloader.dataset.pipeline[1]['num_view'] = 2
     with pytest.raises(KeyError) as e:
         check_nested_keys(cfg)
     msg = str(e.value)
-    assert 'custom_hooks[1].intervl (did you mean custom_hooks[1].interval?)' in msg
+    assert 'default_hooks.bank.intervl (did you mean default_hooks.bank.interval?)' in msg
     assert 'train_dataloader.dataset.pipeline[1].num_view (did you mean ' \
            'train_dataloader.dataset.pipeline[1].num_views?)' in msg
 

@@ -89,7 +89,8 @@ def offline_knn(tmp_path, ckpt, capsys, monkeypatch) -> dict:
     capsys.readouterr()
     runpy.run_path(osp.join(ROOT, 'tools/knn_eval.py'), run_name='__main__')
     out = capsys.readouterr().out.strip().splitlines()
-    return json.loads(out[-1])
+    assert out[-1].startswith('written to ')  # then the JSON path
+    return json.loads(next(line for line in out if line.startswith('{')))
 
 
 @pytest.mark.slow

@@ -87,8 +87,7 @@ def write_config(name: str, tmp: str, root: str = ROOT, nproc: int = 1) -> str:
         'default_hooks.checkpoint': dict(type='CheckpointHook', interval=1, by_epoch=True,
                                          max_keep_ckpts=10),
     })
-    hooks = []
-    for h in cfg.custom_hooks:
+    def adapt(h):
         h = dict(h)
         if h['type'] == 'KMeansClusterHook':
             h['num_clusters'] = 4
@@ -99,7 +98,13 @@ def write_config(name: str, tmp: str, root: str = ROOT, nproc: int = 1) -> str:
                 f.write('\n'.join(f'{c}/{i:04d}.jpg' for c in sorted(os.listdir(mini))
                                   for i in range(2)) + '\n')
             h['labelled_list'], h['batch_size'] = lab, 8
-        hooks.append(h)
+        return h
+
+    # method hooks are keyed in default_hooks (older checkouts list them in custom_hooks)
+    for key, h in list(cfg.default_hooks.items()):
+        if isinstance(h, dict):
+            cfg.default_hooks[key] = adapt(h)
+    hooks = [adapt(h) for h in cfg.get('custom_hooks', [])]
     # mid-epoch checkpoints next to the epoch ones
     hooks.append(dict(type='CheckpointHook', interval=CKPT_EVERY, by_epoch=False,
                       max_keep_ckpts=10))
