@@ -126,7 +126,7 @@ class Recorder:
 
 def train_steps(model, opt, steps, rank: int, world: int, average: bool = False):
     """Manual data-parallel steps (gradients averaged over the ranks); returns the loss dicts
-    (this rank's values, or with ``average`` their mean over the ranks)."""
+    (this rank's values, or with ``average`` the losses' means over the ranks)."""
     logs = []
     for step in steps:
         views, samples = local_batch(step, rank, world)
@@ -142,10 +142,12 @@ def train_steps(model, opt, steps, rank: int, world: int, average: bool = False)
                     p.grad /= world
         opt.step()
         log = {k: v.detach().clone() for k, v in losses.items()}
-        if average and world > 1:
+        if average:  # the losses (every rank has them; statistics may be rank-specific)
+            log = {k: v for k, v in log.items() if k.startswith('loss')}
             for v in log.values():
-                torch.distributed.all_reduce(v)
-                v /= world
+                if world > 1:
+                    torch.distributed.all_reduce(v)
+                    v /= world
         logs.append(log)
     return logs
 
