@@ -13,7 +13,7 @@ KNOWN_TOP_LEVEL_KEYS = {
     'test_evaluator', 'default_hooks', 'custom_hooks', 'data_preprocessor', 'load_from',
     'resume', 'launcher', 'env_cfg', 'log_processor', 'log_level', 'visualizer',
     'default_scope', 'randomness', 'experiment_name', 'cfg', 'model_wrapper_cfg', 'strategy',
-    'compile', 'sync_bn', 'find_unused_parameters', 'vis_backends',
+    'compile', 'sync_bn', 'find_unused_parameters', 'vis_backends', 'custom_imports',
     # mmmsf
     'knn_train_dataloader', 'knn_test_dataloader', 'knn_cfg', 'linear_cfg', 'transfer_cfg',
     'data_root',
