@@ -12,7 +12,7 @@ import torch
 from mmmsf.apis.train import slurm_environment
 from tests.conftest import ROOT
 from tests.test_tools.launch_utils import clean_env, free_port, tiny_run_config
-from tests.test_tools.test_multinode import assert_same_run
+from tests.test_tools.test_multinode import STEPS
 
 SCONTROL = """#!/usr/bin/env bash
 # stub of `scontrol show hostname NODELIST`: one host per line, the master first
@@ -93,15 +93,19 @@ def test_slurm_train_script_needs_four_arguments():
 
 @pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason='tests the CPU path of the launcher')
-def test_slurm_train_two_tasks_without_cuda(tmp_path):
+def test_slurm_train_two_tasks_without_cuda_sharded_bank(tmp_path):
+    """Two Slurm tasks train one model with a sharded bank; the epoch checkpoint, written by
+    rank 0, holds the whole bank: rank 0's slots followed by rank 1's."""
     out = tmp_path / 'records'
     out.mkdir()
     cfg = tiny_run_config(tmp_path, str(out), per_class=3)
     env = clean_env(PATH=stub_bin(tmp_path) + os.pathsep + os.environ['PATH'],
                     MASTER_PORT=free_port(), GPUS_PER_NODE=1, PYTHON=sys.executable,
                     SRUN_ARGS_LOG=tmp_path / 'srun_args.txt')
+    work = tmp_path / 'work'
     r = subprocess.run(['bash', osp.join(ROOT, 'tools/slurm_train.sh'), 'debug', 'msf-test',
-                        cfg, '2', '--work-dir', str(tmp_path / 'work')],
+                        cfg, '2', '--work-dir', str(work),
+                        '--cfg-options', 'model.memory_bank.sharded=True'],
                        env=env, capture_output=True, text=True, timeout=600, cwd=str(tmp_path))
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     srun_args = (tmp_path / 'srun_args.txt').read_text().split()
@@ -109,4 +113,13 @@ def test_slurm_train_two_tasks_without_cuda(tmp_path):
                 '--launcher', 'slurm'):
         assert arg in srun_args, srun_args
     r0, r1 = (torch.load(out / f'rank{r}.pt', weights_only=False) for r in (0, 1))
-    assert_same_run(r0, r1)
+    assert (r0['rank'], r0['world'], r1['rank'], r1['world']) == (0, 2, 1, 2)
+    assert len(r0['losses']) == STEPS and r0['losses'] == r1['losses']
+    assert r0['bank'].shape[0] == r1['bank'].shape[0] == 8  # 16 slots, 8 per rank
+    ckpt = torch.load(work / 'epoch_1.pth', map_location='cpu', weights_only=False)
+    state = ckpt['state_dict']
+    assert torch.equal(state['memory_bank.bank'], torch.cat([r0['bank'], r1['bank']]))
+    assert torch.equal(state['memory_bank.sample_idx'],
+                       torch.cat([r0['sample_idx'], r1['sample_idx']]))
+    assert int(state['memory_bank.ptr']) == r0['ptr'] == STEPS * 8 % 16
+    assert not any(k.endswith('shard_rows') for k in state)

@@ -261,55 +261,84 @@ def test_bad_input_names_the_fix(compared):
 
 
 # ---------------------------------------------------------------------------- resume
-def resume_worker(rank: int, world: int, port: int, out_dir: str, phase: str, sharded: bool):
-    """``phase``: 'full' trains 2 x STEPS steps; 'first' trains STEPS and writes a checkpoint;
-    'second' loads it (any world size / sharding) and trains the remaining STEPS."""
+def resume_worker(rank: int, world: int, port: int, out_dir: str, name: str, sharded: bool,
+                  load: str, start: int, stop: int, save: str):
+    """Train steps ``[start, stop)`` of the CMSF-2Q (previous visit) run -- bank, M' and the
+    per-image cache all in play -- on ``world`` ranks, after loading checkpoint ``load`` (if
+    any); write checkpoint ``save`` (if any) and this rank's record ``<name>_r<rank>.pt``."""
     init(rank, world, port)
     model, opt = build('cmsf_2q_prev', sharded)
-    ckpt = os.path.join(out_dir, 'ckpt.pt')
-    if phase == 'second':
-        state = torch.load(ckpt, weights_only=False)
+    out = {}
+    if load:
+        state = torch.load(os.path.join(out_dir, load), weights_only=False)
         model.load_state_dict(state['model'])
         opt.load_state_dict(state['optim'])
-        loaded = full_state(model)
-    steps = range(STEPS, 2 * STEPS) if phase == 'second' else range(
-        STEPS if phase == 'first' else 2 * STEPS)
-    logs = train_steps(model, opt, steps, rank, world, average=True)
-    state = full_state(model)
-    if phase == 'first' and rank == 0:
-        torch.save(dict(model=state, optim=opt.state_dict()), ckpt)
-    out = dict(logs=logs, state=state)
-    if phase == 'second':
-        out['loaded'] = loaded
-    torch.save(out, os.path.join(out_dir, f'{phase}_w{world}_r{rank}.pt'))
+        out['loaded'] = full_state(model)
+    out['logs'] = train_steps(model, opt, range(start, stop), rank, world, average=True)
+    out['state'] = full_state(model)
+    if save and rank == 0:
+        torch.save(dict(model=out['state'], optim=opt.state_dict()),
+                   os.path.join(out_dir, save))
+    torch.distributed.barrier()
+    torch.save(out, os.path.join(out_dir, f'{name}_r{rank}.pt'))
     torch.distributed.destroy_process_group()
 
 
-@pytest.mark.parametrize('first,second', [((2, True), (3, True)), ((2, True), (3, False)),
-                                          ((3, False), (2, True))],
-                         ids=['2sharded-3sharded', '2sharded-3replicated',
-                              '3replicated-2sharded'])
-def test_resume_across_world_sizes(tmp_path, first, second):
-    (w1, s1), (w2, s2) = first, second
-    out = str(tmp_path)
-    mp.spawn(resume_worker, args=(w1, free_port(), out, 'full', s1), nprocs=w1, join=True)
-    mp.spawn(resume_worker, args=(w1, free_port(), out, 'first', s1), nprocs=w1, join=True)
-    mp.spawn(resume_worker, args=(w2, free_port(), out, 'second', s2), nprocs=w2, join=True)
-    full = torch.load(os.path.join(out, f'full_w{w1}_r0.pt'), weights_only=False)
-    saved = torch.load(os.path.join(out, 'ckpt.pt'), weights_only=False)['model']
-    second = torch.load(os.path.join(out, f'second_w{w2}_r0.pt'), weights_only=False)
-    # re-sharded, the loaded model holds exactly the saved bank, pointer, M' and cache
-    for key, value in saved.items():
-        assert torch.equal(second['loaded'][key], value), key
-    # and continues the uninterrupted run (the global batch is the same; only the split of
-    # the loss mean over ranks differs, hence float rounding)
-    assert len(second['logs']) == STEPS
-    for a, b in zip(full['logs'][STEPS:], second['logs']):
-        for key in ('loss_constrained', 'loss_unconstrained'):
-            assert torch.allclose(a[key], b[key], atol=1e-5), key
-    assert int(second['state']['memory_bank.ptr']) == int(full['state']['memory_bank.ptr'])
-    assert torch.allclose(second['state']['memory_bank.bank'], full['state']['memory_bank.bank'],
-                          atol=1e-5)
+RESUME_RUNS = (  # name, world, sharded, load, steps, save
+    ('full', 2, True, '', (0, 2 * STEPS), ''),
+    ('first', 2, True, '', (0, STEPS), 'first.pt'),
+    ('to3sharded', 3, True, 'first.pt', (STEPS, 2 * STEPS), ''),
+    ('to3replicated', 3, False, 'first.pt', (STEPS, STEPS + 2), 'mid.pt'),
+    ('back2sharded', 2, True, 'mid.pt', (STEPS + 2, 2 * STEPS), ''),
+)
+
+
+@pytest.fixture(scope='module')
+def resumed(tmp_path_factory):
+    """An uninterrupted 2-rank sharded run, and the same run stopped at step 4 and resumed on 3
+    sharded ranks; on 3 replicated ranks, stopped again at step 6 and resumed on 2 sharded."""
+    out = str(tmp_path_factory.mktemp('resume'))
+    for name, world, sharded, load, (a, b), save in RESUME_RUNS:
+        mp.spawn(resume_worker, args=(world, free_port(), out, name, sharded, load, a, b, save),
+                 nprocs=world, join=True)
+    records = {name: torch.load(os.path.join(out, f'{name}_r0.pt'), weights_only=False)
+               for name, *_ in RESUME_RUNS}
+    for ckpt in ('first.pt', 'mid.pt'):
+        records[ckpt] = torch.load(os.path.join(out, ckpt), weights_only=False)['model']
+    return records
+
+
+def close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    # the global batch is the same; only the split of the losses' means over ranks differs
+    return torch.allclose(a, b, rtol=0, atol=1e-5)
+
+
+def test_resume_reshards_the_saved_state_exactly(resumed):
+    for run, ckpt in (('to3sharded', 'first.pt'), ('to3replicated', 'first.pt'),
+                      ('back2sharded', 'mid.pt')):
+        saved, loaded = resumed[ckpt], resumed[run]['loaded']
+        assert saved.keys() == loaded.keys()
+        for key, value in saved.items():  # bank, pointer, M', cache: whole and equal
+            assert torch.equal(loaded[key], value), (run, key)
+    assert int(resumed['first.pt']['memory_bank.ptr']) == STEPS * B_GLOBAL % SIZE
+
+
+@pytest.mark.parametrize('runs', [('first', 'to3sharded'),
+                                  ('first', 'to3replicated', 'back2sharded')],
+                         ids=['2sharded-3sharded', '2sharded-3replicated-2sharded'])
+def test_resume_across_world_sizes_continues_the_run(resumed, runs):
+    full = resumed['full']
+    logs = [log for run in runs for log in resumed[run]['logs']]
+    assert len(logs) == len(full['logs']) == 2 * STEPS
+    for step, (a, b) in enumerate(zip(full['logs'], logs)):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert close(a[key], b[key]), (step, key)
+    end = resumed[runs[-1]]['state']
+    assert int(end['memory_bank.ptr']) == int(full['state']['memory_bank.ptr'])
+    for key in ('memory_bank.bank', 'memory_bank.sample_idx',
+                'constrained_selector.second_bank', 'embedding_cache.embeddings'):
+        assert close(end[key].float(), full['state'][key].float()), key
 
 
 def test_checkpoint_with_another_bank_shape_names_the_fix():
