@@ -42,6 +42,8 @@ def parse_args(argv=None):
     p.add_argument('--bank-sizes', type=int, nargs='+', default=None)
     p.add_argument('--repeats', type=int, default=5, help='measurement rounds')
     p.add_argument('--search', default='torch', choices=['torch', 'faiss', 'auto'])
+    p.add_argument('--batch', type=int, default=None, help='override the preset batch per rank')
+    p.add_argument('--img-size', type=int, default=None, help='override the preset image size')
     p.add_argument('--data-root', default=DEFAULT_DATA_ROOT)
     p.add_argument('--model-batch', type=int, default=256, help='cost model: batch per GPU')
     p.add_argument('--model-dim', type=int, default=512, help='cost model: embedding dim')
@@ -250,6 +252,10 @@ def measure(args, p: Dict, sizes: List[int]) -> List[Dict]:
 def main(argv=None):
     args = parse_args(argv)
     p = preset(args)
+    if args.batch:
+        p['batch'] = args.batch
+    if args.img_size:
+        p['img_size'] = args.img_size
     sizes = args.bank_sizes or ([512, 2048] if args.quick else [128000, 1024000])
     if args.quick:
         args.repeats = 2
@@ -262,7 +268,7 @@ def main(argv=None):
     rows = measure(args, p, sizes)
     print_table(
         f'Sharded vs replicated bank, {args.world} gloo ranks on this CPU (1 thread each), '
-        f'batch {p["batch"]}/rank, D={p["dim"]}; step = median over {args.repeats} rounds, '
+        f'ResNet-{p["depth"]} at {p["img_size"]} px, batch {p["batch"]}/rank, D={p["dim"]}; step = median over {args.repeats} rounds, '
         'ratio = median of the paired ratios',
         ['K', 'bank bytes/rank', 'K*D*4/W', 'labels+idx bytes/rank', 'replicated bytes',
          'replicated ms', 'sharded ms', 'ratio', 'goal', 'comm bytes/step sharded',

@@ -280,11 +280,6 @@ def sharded_unconstrained_ranks(query: torch.Tensor, keys: torch.Tensor, start: 
     return before + 1
 
 
-def shard_of(full: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-    """This rank's rows of a full table (a checkpoint's), as a copy."""
-    return full[start:stop].clone()
-
-
 def all_gather_rows(t: torch.Tensor) -> torch.Tensor:
     """All ranks' ``t`` (same shape on each) concatenated in rank order, on ``t``'s device."""
     if get_world_size() == 1:
@@ -296,5 +291,5 @@ def all_gather_rows(t: torch.Tensor) -> torch.Tensor:
 
 __all__: List[str] = ['check_divisible', 'equal_shard', 'ceil_shard', 'rows_per_rank',
                       'random_unit_rows', 'local_view', 'sharded_topk', 'sharded_count',
-                      'fetch_rows', 'gather_shards', 'sharded_unconstrained_ranks', 'shard_of',
+                      'fetch_rows', 'gather_shards', 'sharded_unconstrained_ranks',
                       'all_gather_rows']
