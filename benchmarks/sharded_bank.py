@@ -215,14 +215,16 @@ def _worker(rank: int, world: int, port: int, args, p: Dict, sizes: List[int], o
             ratios.append(got[True] / got[False])
         rep_model, sh_model = engines[False][0], engines[True][0]
         sh_bank = sh_model.memory_bank
+        emb_bytes = sh_bank.bank.numel() * sh_bank.bank.element_size()
         expected = size * p['dim'] * sh_bank.bank.element_size() // world
         rows.append(dict(
             bank_size=size, world=world, dim=p['dim'], batch_per_rank=p['batch'],
-            bank_bytes_per_rank=sh_bank.nbytes, replicated_bank_bytes=rep_model.memory_bank.nbytes,
-            embedding_bytes_per_rank=sh_bank.bank.numel() * sh_bank.bank.element_size(),
-            expected_embedding_bytes=expected,
-            label_bytes_per_rank=sh_bank.nbytes - sh_bank.bank.numel() * sh_bank.bank.element_size(),
-            replicated_step_ms=1e3 * median(times[False]), sharded_step_ms=1e3 * median(times[True]),
+            bank_bytes_per_rank=sh_bank.nbytes,
+            replicated_bank_bytes=rep_model.memory_bank.nbytes,
+            embedding_bytes_per_rank=emb_bytes, expected_embedding_bytes=expected,
+            label_bytes_per_rank=sh_bank.nbytes - emb_bytes,
+            replicated_step_ms=1e3 * median(times[False]),
+            sharded_step_ms=1e3 * median(times[True]),
             ratio=median(ratios), ratios=ratios,
             sharded_comm_bytes=engines[True][3], replicated_comm_bytes=engines[False][3]))
         del engines
@@ -268,7 +270,8 @@ def main(argv=None):
     rows = measure(args, p, sizes)
     print_table(
         f'Sharded vs replicated bank, {args.world} gloo ranks on this CPU (1 thread each), '
-        f'ResNet-{p["depth"]} at {p["img_size"]} px, batch {p["batch"]}/rank, D={p["dim"]}; step = median over {args.repeats} rounds, '
+        f'ResNet-{p["depth"]} at {p["img_size"]} px, batch {p["batch"]}/rank, D={p["dim"]}; '
+        f'step = median over {args.repeats} rounds, '
         'ratio = median of the paired ratios',
         ['K', 'bank bytes/rank', 'K*D*4/W', 'labels+idx bytes/rank', 'replicated bytes',
          'replicated ms', 'sharded ms', 'ratio', 'goal', 'comm bytes/step sharded',

@@ -15,9 +15,15 @@ neighbours of every query, exactly as a search of the whole bank gives them. The
 vectors themselves travel only to the rank whose loss needs them (:func:`fetch_rows`).
 
 Per step and rank this moves ``R k`` candidates in and out twice, and the rows a rank asks for.
-The similarities of one (query, slot) pair come from the same GEMM kernel as in the replicated
-search, which assumes -- as its chunked blocks already do -- that a GEMM's entries do not depend
-on how many rows the operands have.
+
+Exactness. Every decision is the replicated search's: the same candidates, the same order
+(similarity descending, then the lower global slot), so equal embeddings -- true ties -- always
+resolve the same way. The similarities themselves come from GEMMs of other shapes (a shard's
+columns, all ranks' queries) than the replicated search's blocks, and a BLAS may round those
+differently in the last bit (seen at D = 8 on this CPU): two *distinct* entries whose
+similarities to a query are within one float32 ulp can then swap -- as they can between two
+chunk sizes of the replicated search. In every test the neighbours, losses and banks of the two
+are bit-identical.
 
 Every function here is a collective when the default process group has more than one rank:
 each rank must call it, in the same order, with the same ``R``. In a single process they are
