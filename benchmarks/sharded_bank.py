@@ -166,6 +166,30 @@ class TrafficCounter:
             setattr(self.dist, name, fn)
 
 
+class BankTimer:
+    """Seconds spent in the bank's part of a step: the enqueue (its all-gather included), the
+    selector (the search and its collectives), the neighbour rows and labels."""
+
+    def __init__(self, model):
+        self.seconds = 0.0
+        bank = model.memory_bank
+        for obj, name in ((bank, 'enqueue'), (bank, 'get'), (bank, 'get_labels'),
+                          (model.selector, 'forward')):
+            setattr(obj, name, self._timed(getattr(obj, name)))
+
+    def _timed(self, fn):
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            out = fn(*args, **kwargs)
+            self.seconds += time.perf_counter() - t0
+            return out
+        return timed
+
+    def pop(self) -> float:
+        s, self.seconds = self.seconds, 0.0
+        return s
+
+
 def _worker(rank: int, world: int, port: int, args, p: Dict, sizes: List[int], out_path: str):
     import torch.distributed as dist
     from mmengine.model import MMDistributedDataParallel
@@ -190,29 +214,35 @@ def _worker(rank: int, world: int, port: int, args, p: Dict, sizes: List[int], o
             cfg = msf_cfg(p, size, search=args.search, target_bn='shuffle')
             cfg['memory_bank']['sharded'] = sharded
             model = build_model(cfg, device)
+            timer = BankTimer(model)
             ddp = MMDistributedDataParallel(module=model, device_ids=None,
                                             broadcast_buffers=False)
-            engines[sharded] = (model, ddp, build_optim_wrapper(model))
-        for sharded, (model, ddp, ow) in engines.items():  # warm-up, and one counted step
+            engines[sharded] = (model, ddp, build_optim_wrapper(model), timer)
+        for sharded, (model, ddp, ow, timer) in engines.items():  # warm-up, one counted step
             train_step(ddp, batches[0], ow)
             counter.on, counter.bytes = True, 0
             train_step(ddp, batches[1], ow)
             counter.on = False
-            engines[sharded] = (model, ddp, ow, counter.bytes)
+            timer.pop()
+            engines[sharded] = (model, ddp, ow, timer, counter.bytes)
         times = {False: [], True: []}
-        ratios = []
+        bank_times = {False: [], True: []}
+        ratios, predicted = [], []
         for r in range(args.repeats):
             order = (False, True) if r % 2 == 0 else (True, False)
             got = {}
             for sharded in order:
-                model, ddp, ow, _ = engines[sharded]
+                model, ddp, ow, timer, _ = engines[sharded]
                 dist.barrier()
                 t0 = time.perf_counter()
                 train_step(ddp, batches[r % len(batches)], ow)
                 dist.barrier()
                 got[sharded] = time.perf_counter() - t0
                 times[sharded].append(got[sharded])
+                bank_times[sharded].append(timer.pop())
             ratios.append(got[True] / got[False])
+            # what the bank's own extra time predicts (far less sensitive to other jobs)
+            predicted.append(1 + (bank_times[True][-1] - bank_times[False][-1]) / got[False])
         rep_model, sh_model = engines[False][0], engines[True][0]
         sh_bank = sh_model.memory_bank
         emb_bytes = sh_bank.bank.numel() * sh_bank.bank.element_size()
@@ -226,7 +256,10 @@ def _worker(rank: int, world: int, port: int, args, p: Dict, sizes: List[int], o
             replicated_step_ms=1e3 * median(times[False]),
             sharded_step_ms=1e3 * median(times[True]),
             ratio=median(ratios), ratios=ratios,
-            sharded_comm_bytes=engines[True][3], replicated_comm_bytes=engines[False][3]))
+            replicated_bank_ms=1e3 * median(bank_times[False]),
+            sharded_bank_ms=1e3 * median(bank_times[True]),
+            predicted_ratio=median(predicted), predicted_ratios=predicted,
+            sharded_comm_bytes=engines[True][4], replicated_comm_bytes=engines[False][4]))
         del engines
     counter.restore()
     if rank == 0:
@@ -267,6 +300,7 @@ def main(argv=None):
             raise SystemExit(f'bank size {s} is not a multiple of the global batch '
                              f'{global_batch} ({args.world} ranks x {p["batch"]}).')
     device = setup(args)
+    machine_at_start = machine_info(device)
     rows = measure(args, p, sizes)
     print_table(
         f'Sharded vs replicated bank, {args.world} gloo ranks on this CPU (1 thread each), '
@@ -274,11 +308,12 @@ def main(argv=None):
         f'step = median over {args.repeats} rounds, '
         'ratio = median of the paired ratios',
         ['K', 'bank bytes/rank', 'K*D*4/W', 'labels+idx bytes/rank', 'replicated bytes',
-         'replicated ms', 'sharded ms', 'ratio', 'goal', 'comm bytes/step sharded',
-         'replicated'],
+         'replicated step ms', 'sharded step ms', 'ratio', 'bank ms replicated', 'sharded',
+         'ratio the bank time predicts', 'goal', 'comm bytes/step sharded', 'replicated'],
         [[r['bank_size'], r['bank_bytes_per_rank'], r['expected_embedding_bytes'],
           r['label_bytes_per_rank'], r['replicated_bank_bytes'], r['replicated_step_ms'],
-          r['sharded_step_ms'], r['ratio'], f'<= {GOAL}', r['sharded_comm_bytes'],
+          r['sharded_step_ms'], r['ratio'], r['replicated_bank_ms'], r['sharded_bank_ms'],
+          r['predicted_ratio'], f'<= {GOAL}', r['sharded_comm_bytes'],
           r['replicated_comm_bytes']] for r in rows])
     model_rows = cost_model(args)
     print_cost_model(args, model_rows)
@@ -286,7 +321,7 @@ def main(argv=None):
         'sharded_bank', args, device,
         dict(world=args.world, bank_sizes=sizes, repeats=args.repeats, search=args.search,
              preset=p, goal=GOAL, bandwidth_gbps=args.bandwidth_gbps),
-        rows, extra=dict(cost_model=model_rows, machine_at_end=machine_info(device))))
+        rows, extra=dict(cost_model=model_rows, machine_at_start=machine_at_start)))
     return rows
 
 
