@@ -15,7 +15,7 @@ def free_port() -> int:
 
 
 def tiny_run_config(tmp_path, out_dir: str, per_class: int = 2, batch: int = 4,
-                    bank: int = 16) -> str:
+                    bank: int = 16, epochs: int = 1) -> str:
     """A config file: tiny ResNet, ``per_class`` images of each class, one epoch, a bank of
     ``bank`` slots (small enough to wrap around), and the per-rank record hook."""
     lines = []
@@ -33,8 +33,9 @@ model = dict(backbone=dict(base_channels=8),
              memory_bank=dict(size={bank}, dim=32), topk=3)
 train_dataloader = dict(batch_size={batch}, num_workers=0, persistent_workers=False,
                         dataset=dict(data_root={MINI!r}, ann_file={str(subset)!r}))
-train_cfg = dict(max_epochs=1)
-param_scheduler = [dict(type='CosineAnnealingLR', T_max=1, by_epoch=True, begin=0, end=1)]
+train_cfg = dict(max_epochs={epochs})
+param_scheduler = [dict(type='CosineAnnealingLR', T_max={epochs}, by_epoch=True, begin=0,
+                        end={epochs})]
 default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1))
 custom_imports = dict(imports=['tests.test_tools.rank_record_hook'], allow_failed_imports=False)
 custom_hooks = [
