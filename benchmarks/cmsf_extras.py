@@ -6,8 +6,8 @@ and the step cost of CMSF-2Q's second bank, as functions of the dataset size.
   measured side by side in one process (same backbone, batch, real-image data, threads; bank
   of 128K as in the CMSF paper), interleaved rounds, medians; ratios are to the MSF step.
 * k-means: ``mmmsf.utils.knn_search.faiss_kmeans_assign``, which
-  :class:`~mmmsf.engine.hooks.KMeansClusterHook` runs (faiss k-means, 20 iterations) on N cached embeddings with N / 25.6 clusters (ImageNet:
-  1,281,167 images, 50,000 clusters). The embeddings are random unit vectors: k-means time
+  :class:`~mmmsf.engine.hooks.KMeansClusterHook` runs (faiss k-means, 20 iterations), on N
+  cached embeddings with N / 25.6 clusters (ImageNet: 1,281,167 images, 50,000 clusters). The embeddings are random unit vectors: k-means time
   depends on N, clusters, D and iterations, not on the values. Epoch time = ceil(N / batch) x
   the CMSF-KM step. Sizes this machine cannot run are extrapolated from the measured rates
   (k-means FLOPs 2 N C D iters / measured k-means GFLOP/s), marked as such.

@@ -76,6 +76,19 @@ def setup(args) -> torch.device:
     return torch.device(args.device)
 
 
+def usable_searches(device: torch.device, searches: Sequence[str]) -> List[str]:
+    """``searches`` without 'faiss' where it cannot search this device's bank in place (a CUDA
+    bank without faiss-gpu would silently fall back to the torch search and be mislabelled)."""
+    if device.type != 'cuda' or 'faiss' not in searches:
+        return list(searches)
+    from mmmsf.utils.knn_search import gpu_search_available
+    if gpu_search_available():
+        return list(searches)
+    print('faiss-gpu is not installed: the faiss search variants are left out on the GPU.',
+          flush=True)
+    return [s for s in searches if s != 'faiss']
+
+
 def machine_info(device: torch.device) -> Dict:
     """What the numbers were measured on (CPU model, cores, load, versions, GPU)."""
     cpu = platform.processor() or platform.machine()
@@ -222,12 +235,15 @@ def build_model(cfg: Dict, device: torch.device):
     return model.to(device).train()
 
 
-def build_optim_wrapper(model, amp: bool = False):
-    """The reference optimiser (SGD lr 0.05, momentum 0.9, wd 1e-4) in mmengine's wrapper."""
+def build_optim_wrapper(model, amp: bool = False, amp_dtype: Optional[str] = None):
+    """The reference optimiser (SGD lr 0.05, momentum 0.9, wd 1e-4) in mmengine's wrapper;
+    ``amp``: ``AmpOptimWrapper`` with autocast to ``amp_dtype`` (default float16)."""
     from mmengine.optim import AmpOptimWrapper, OptimWrapper
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.05,
                           momentum=0.9, weight_decay=1e-4)
-    return AmpOptimWrapper(optimizer=opt) if amp else OptimWrapper(optimizer=opt)
+    if amp:
+        return AmpOptimWrapper(optimizer=opt, dtype=amp_dtype)
+    return OptimWrapper(optimizer=opt)
 
 
 def train_step(model, data: Dict, optim_wrapper, momentum: float = 0.99) -> Dict:

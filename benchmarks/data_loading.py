@@ -33,8 +33,15 @@ def parse_args(argv=None):
     p.add_argument('--img-size', type=int, default=None,
                    help='crop size (default: the step preset of the device)')
     p.add_argument('--images', type=int, default=512, help='images timed per measurement')
-    p.add_argument('--workers', type=int, nargs='+', default=[1, 2],
-                   help='DataLoader worker counts to measure')
+    p.add_argument('--workers', type=int, nargs='+', default=None,
+                   help='DataLoader worker counts to measure (default 1 2; none with --quick)')
+    p.add_argument('--loader-batch', type=int, default=None,
+                   help='batch of the DataLoader measurement (default: the step preset\'s); '
+                        'the rate per image hardly depends on it, a small one gives more '
+                        'batches to time')
+    p.add_argument('--loader-batches', type=int, default=None,
+                   help='batches timed per worker count, after 2 x workers warm-up batches '
+                        '(default: max(4 x workers, images / loader batch))')
     p.add_argument('--bank-size', type=int, default=128000)
     return p.parse_args(argv)
 
@@ -53,7 +60,7 @@ def main(argv=None):
     p = preset(args)
     img = args.img_size or p['img_size']
     n = 48 if args.quick else args.images
-    worker_counts = [] if args.quick else args.workers
+    worker_counts = args.workers if args.workers is not None else ([] if args.quick else [1, 2])
     blur = img >= 64  # no blur at CIFAR sizes (configs/_base_/datasets/cifar10_mini_msf.py)
 
     from mmcv.transforms import Compose
@@ -82,19 +89,24 @@ def main(argv=None):
     per_worker = stages['full sample (decode + w + s + pack)']
 
     loader_rates = {}
+    lbatch = args.loader_batch or p['batch']
     for w in worker_counts:
         from mmengine.dataset import default_collate
-        loader = torch.utils.data.DataLoader(ds, batch_size=p['batch'], num_workers=w,
+        timed = args.loader_batches or max(4 * w, n // lbatch)
+        warm = 2 * w  # start-up and the batches the workers prefetch are not counted
+        if (warm + timed) * lbatch > len(ds):
+            raise SystemExit(f'{warm + timed} batches of {lbatch} need more than the '
+                             f'{len(ds)} images of --data-root: lower --loader-batches or '
+                             '--loader-batch.')
+        loader = torch.utils.data.DataLoader(ds, batch_size=lbatch, num_workers=w,
                                              shuffle=True, collate_fn=default_collate,
                                              persistent_workers=False, drop_last=True)
         it = iter(loader)
-        next(it)  # worker start-up and first batch are not counted
+        for _ in range(warm):
+            next(it)
         got, t0 = 0, time.perf_counter()
-        for _ in range(max(1, n // p['batch'])):
-            try:
-                got += len(next(it)['data_samples'])
-            except StopIteration:
-                break
+        for _ in range(timed):
+            got += len(next(it)['data_samples'])
         loader_rates[w] = got / (time.perf_counter() - t0)
         del it, loader
 
@@ -117,7 +129,7 @@ def main(argv=None):
     needed = math.ceil(consumption / per_worker)
 
     rows = [dict(stage=k, images_per_s=v) for k, v in stages.items()]
-    rows += [dict(stage=f'DataLoader, {w} worker(s), batch {batch}', images_per_s=v)
+    rows += [dict(stage=f'DataLoader, {w} worker(s), batch {lbatch}', images_per_s=v)
              for w, v in loader_rates.items()]
     rows.append(dict(stage=f'training step consumption (MSF, bank {bank:,}, batch {batch})',
                      images_per_s=consumption))

@@ -19,7 +19,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from benchmarks.common import (add_common_args, median, print_table,  # noqa: E402
-                               result_payload, setup, time_call, write_json)
+                               result_payload, setup, time_call, usable_searches, write_json)
 
 GOAL = 0.70
 # (B, K, D): the CPU step preset (batch 32, 1M bank, 128-d) and the paper's 128K bank with batch
@@ -58,6 +58,7 @@ def main(argv=None):
         shapes = QUICK_SHAPES if args.quick else SHAPES[device.type]
     repeats = 1 if args.quick else args.repeats
     k = args.k
+    searches = usable_searches(device, ('torch', 'faiss'))
     rows, table = [], []
     for si, (b, size, dim) in enumerate(shapes):
         g = torch.Generator().manual_seed(si)
@@ -77,7 +78,7 @@ def main(argv=None):
 
         variants = {'fp32 GEMM (no top-k)': gemm}
         for dtype, bank in banks.items():
-            for search in ('torch', 'faiss'):
+            for search in searches:
                 def run(bank=bank, search=search):
                     bank.search_backend = search
                     return bank.search(query, k)

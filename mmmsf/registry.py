@@ -42,6 +42,5 @@ PARAM_SCHEDULERS = Registry(
 # them 'mmmsf.PretrainedResNet' in an mmdet ``init_cfg``).
 WEIGHT_INITIALIZERS = Registry(
     'weight initializer', parent=MMENGINE_WEIGHT_INITIALIZERS, locations=['mmmsf.detection'])
-# Neighbour selectors (MSF's top-k and CMSF's constrained variants) are models too: they are
-# built from the algorithm's ``selector=dict(type=...)``.
-SELECTORS = MODELS
+# Neighbour selectors (MSF's top-k and CMSF's constrained variants) are registered in MODELS:
+# they are built from the algorithm's ``selector=dict(type=...)``.

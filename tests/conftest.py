@@ -46,3 +46,16 @@ def image_folder(tmp_path):
 
 def pytest_configure(config):
     config.addinivalue_line('markers', 'slow: runs a real training job (seconds to a minute)')
+    config.addinivalue_line('markers', 'cuda: needs a CUDA GPU (skipped, with the reason, '
+                            'where torch sees none); `pytest -m cuda` runs only these')
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip ``cuda``-marked tests, with a visible reason, where torch sees no CUDA device."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason='needs a CUDA GPU: torch.cuda.is_available() is False here '
+                                   '(run on a GPU machine: bash tools/gpu_selfcheck.sh)')
+    for item in items:
+        if item.get_closest_marker('cuda') is not None:
+            item.add_marker(skip)

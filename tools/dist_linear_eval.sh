@@ -1,17 +1,15 @@
 #!/usr/bin/env bash
-# Multi-process linear evaluation:
-#   bash tools/dist_linear_eval.sh CONFIG CHECKPOINT NUM_PROCS [linear_eval.py options]
-# (gloo on CPU-only machines, nccl with CUDA). NNODES/NODE_RANK/MASTER_ADDR/PORT for clusters.
-CONFIG=$1
-CHECKPOINT=$2
-NPROC=$3
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
+usage() {
+    cat <<'TXT'
+usage: bash tools/dist_linear_eval.sh CONFIG CHECKPOINT NUM_PROCS [tools/linear_eval.py options]
+
+Multi-process linear evaluation: NUM_PROCS processes of tools/linear_eval.py (gloo on CPU-only
+machines, nccl with CUDA). Options are those of tools/linear_eval.py (--help there).
+Environment: NNODES, NODE_RANK, MASTER_ADDR, PORT (default 29501) for several nodes.
+A failure prints one message; the tracebacks are kept in the folder it names.
+TXT
+}
+source "$(dirname "$0")/dist_launch.sh"
+if mmmsf_wants_help "$@" || [ $# -lt 3 ]; then usage; [ $# -lt 3 ] && ! mmmsf_wants_help "$@" && exit 2; exit 0; fi
 PORT=${PORT:-29501}
-MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-PYTHONPATH="$ROOT:$PYTHONPATH" \
-python -m torch.distributed.run \
-    --nnodes=$NNODES --node_rank=$NODE_RANK --master_addr=$MASTER_ADDR \
-    --nproc_per_node=$NPROC --master_port=$PORT \
-    "$ROOT/tools/linear_eval.py" $CONFIG $CHECKPOINT --launcher pytorch ${@:4}
+mmmsf_dist_launch linear_eval.py "$3" "$1" "$2" "${@:4}"

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Multi-process training: bash tools/dist_train.sh CONFIG NUM_PROCS [train.py options]
-# (gloo on CPU-only machines, nccl with CUDA). NNODES/NODE_RANK/MASTER_ADDR/PORT for clusters.
+usage() {
+    cat <<'TXT'
+usage: bash tools/dist_train.sh CONFIG NUM_PROCS [tools/train.py options]
+
+Multi-process pre-training: NUM_PROCS processes of tools/train.py (gloo on CPU-only machines,
+nccl with CUDA). Options are those of tools/train.py (python tools/train.py --help), e.g.
+--work-dir DIR, --resume [CKPT], --cfg-options KEY=VALUE ...
+Environment: NNODES, NODE_RANK, MASTER_ADDR, PORT (default 29500) for several nodes.
+A failure prints one message; the tracebacks are kept in the folder it names.
+TXT
+}
+source "$(dirname "$0")/dist_launch.sh"
+if mmmsf_wants_help "$@" || [ $# -lt 2 ]; then usage; [ $# -lt 2 ] && ! mmmsf_wants_help "$@" && exit 2; exit 0; fi
 CONFIG=$1
 NPROC=$2
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-PYTHONPATH="$ROOT:$PYTHONPATH" \
-"${PYTHON:-python}" -m torch.distributed.run \
-    --nnodes=$NNODES --node_rank=$NODE_RANK --master_addr=$MASTER_ADDR \
-    --nproc_per_node=$NPROC --master_port=$PORT \
-    "$ROOT/tools/train.py" $CONFIG --launcher pytorch ${@:3}
+mmmsf_dist_launch train.py "$NPROC" "$CONFIG" "${@:3}"

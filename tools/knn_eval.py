@@ -6,16 +6,17 @@
 Unweighted majority vote as in the paper (``--weighted``: similarity-weighted vote,
 ``exp(s / T)``). Features are cached with ``--cache-dir`` (recomputed when the weights or images
 change). The result is printed and written to <checkpoint folder>/eval/knn_<checkpoint>.json
-(``--out`` elsewhere), which tools/analysis/results_table.py reads.
+(with ``--random-init``: work_dirs/eval/knn_random_init.json; ``--out`` elsewhere), which
+tools/analysis/results_table.py reads; the path is printed.
 """
 import argparse
 import json
 import os.path as osp
 
-from mmengine.config import DictAction
+from mmmsf.apis.config import DictAction
 
 from mmmsf.apis import knn_from_config, load_config
-from mmmsf.evaluation.results_io import results_path, write_results
+from mmmsf.apis.evaluate import write_knn_results
 
 
 def main():
@@ -45,11 +46,9 @@ def main():
     res = knn_from_config(cfg, ckpt, cache_dir=args.cache_dir,
                           weighted=args.weighted or None, device=args.device)
     print(json.dumps(res))
-    stem = osp.splitext(osp.basename(ckpt))[0] if ckpt else 'random_init'
-    out = args.out or results_path(osp.dirname(osp.abspath(ckpt)) if ckpt else 'work_dirs',
-                                   'knn', stem)
-    write_results(out, 'knn', res, checkpoint=ckpt, config=osp.abspath(args.config),
-                  weighted=bool(args.weighted or knn_cfg.get('weighted', False)))
+    out = write_knn_results(res, ckpt, args.config, out=args.out,
+                            weighted=bool(args.weighted or knn_cfg.get('weighted', False)))
+    print(f'written to {osp.abspath(out)}')
 
 
 if __name__ == '__main__':

@@ -11,7 +11,7 @@ cifar10_mini demo). The result is printed and written to <work-dir>/eval/linear.
 import argparse
 import json
 
-from mmengine.config import DictAction
+from mmmsf.apis.config import DictAction
 from mmengine.dist import is_main_process
 
 from mmmsf.apis import load_config
@@ -54,4 +54,5 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    from mmmsf.apis.cli import run_tool
+    run_tool(main)

@@ -8,8 +8,12 @@ are its per-threshold values, AP their mean.
 import argparse
 import json
 
-from mmengine.config import DictAction
+from mmmsf.apis.config import DictAction
 from mmengine.dist import get_rank
+
+from mmmsf.utils import require_detection_stack
+
+require_detection_stack()  # one line naming the install command, before mmdet is imported
 
 from mmmsf.detection import load_detection_config, test_detector
 

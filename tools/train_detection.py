@@ -9,8 +9,12 @@ CKPT is a checkpoint of tools/train.py or a backbone written by tools/extract_ba
 import argparse
 import os.path as osp
 
-from mmengine.config import DictAction
+from mmmsf.apis.config import DictAction
 from mmengine.dist import get_rank
+
+from mmmsf.utils import require_detection_stack
+
+require_detection_stack()  # one line naming the install command, before mmdet is imported
 
 from mmmsf.detection import (format_runs, last_checkpoint, load_detection_config,
                              repeat_finetuning, train_detector)
@@ -61,4 +65,5 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    from mmmsf.apis.cli import run_tool
+    run_tool(main)

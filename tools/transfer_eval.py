@@ -11,11 +11,11 @@ The result is also written to <checkpoint folder>/eval/transfer_<checkpoint>.jso
 import argparse
 import os.path as osp
 
-from mmengine.config import DictAction
+from mmmsf.apis.config import DictAction
 
 from mmmsf.apis import load_config
-from mmmsf.apis.transfer_eval import format_transfer_table, parse_dataset_args, transfer_eval
-from mmmsf.evaluation.results_io import results_path, write_results
+from mmmsf.apis.transfer_eval import (format_transfer_table, parse_dataset_args, transfer_eval,
+                                      write_transfer_results)
 
 
 def main():
@@ -38,13 +38,7 @@ def main():
     results = transfer_eval(cfg, ckpt, datasets, args.cache_dir, args.device)
     title = osp.basename(ckpt) if ckpt else 'random init'
     print(format_transfer_table(results, title))
-    stem = osp.splitext(osp.basename(ckpt))[0] if ckpt else 'random_init'
-    out = args.out or results_path(osp.dirname(osp.abspath(ckpt)) if ckpt else 'work_dirs',
-                                   'transfer', stem)
-    summary = {n: r[r['metric']] for n, r in results.items()}
-    summary['mean'] = sum(summary.values()) / len(summary)
-    write_results(out, 'transfer', summary, details=results, checkpoint=ckpt,
-                  config=osp.abspath(args.config))
+    out = write_transfer_results(results, ckpt, args.config, out=args.out)
     print(f'written to {out}')
 
 

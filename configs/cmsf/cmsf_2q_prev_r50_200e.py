@@ -7,9 +7,10 @@ _base_ = [
     '../_base_/models/cmsf_r50.py',
     '../_base_/datasets/imagenet_msf.py',
     '../_base_/schedules/sgd_coslr_200e.py',
-    '../_base_/default_runtime.py',
+    '../_base_/cmsf_runtime.py',
 ]
-model = dict(
+model = dict(  # encoders and heads: MSF's (_base_/models/msf_r50.py)
+    target_view=0, online_view=1,  # MultiView order: target (weak), online (strong)
     memory_bank=dict(size=128000),
     topk=5,
     constrained_selector=dict(type='TwoQueueSelector', topk_prime=5,
@@ -17,12 +18,4 @@ model = dict(
     loss_weights=dict(constrained=0.5, unconstrained=0.5),
     embedding_cache=dict(type='EmbeddingCache', placement='auto', dtype='float32'),
 )
-custom_hooks = [
-    dict(type='MomentumUpdateHook', momentum=0.99),
-    dict(type='NNMemoryBankHook', interval=50),
-    dict(type='RandomStateHook'),
-    dict(type='EmbeddingCacheHook'),
-    dict(type='ConstrainedRankHook', interval=10),
-]
-log_processor = dict(window_size=50,
-                     mean_pattern=r'.*(loss|time|grad_norm|purity|frac|rank|pseudo_label).*')
+default_hooks = dict(cache=dict(type='EmbeddingCacheHook'))  # u' of the previous visit

@@ -7,13 +7,14 @@ _base_ = [
     '../_base_/models/cmsf_r50.py',
     '../_base_/datasets/imagenet_msf.py',
     '../_base_/schedules/sgd_coslr_200e.py',
-    '../_base_/default_runtime.py',
+    '../_base_/cmsf_runtime.py',
 ]
-model = dict(
+model = dict(  # encoders and heads: MSF's (_base_/models/msf_r50.py)
+    # MultiView order: target (weak), online (strong), third view (weak) for M'
+    target_view=0, online_view=1, extra_view=2,
     memory_bank=dict(size=128000),
     topk=5,
     constrained_selector=dict(type='TwoQueueSelector', topk_prime=5, second_query='third_view'),
-    extra_view=2,  # MultiView order: target (weak), online (strong), third view (weak)
     loss_weights=dict(constrained=0.5, unconstrained=0.5),
 )
 train_pipeline = [
@@ -23,11 +24,3 @@ train_pipeline = [
     dict(type='PackInputs'),
 ]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
-custom_hooks = [
-    dict(type='MomentumUpdateHook', momentum=0.99),
-    dict(type='NNMemoryBankHook', interval=50),
-    dict(type='RandomStateHook'),
-    dict(type='ConstrainedRankHook', interval=10),
-]
-log_processor = dict(window_size=50,
-                     mean_pattern=r'.*(loss|time|grad_norm|purity|frac|rank|pseudo_label).*')

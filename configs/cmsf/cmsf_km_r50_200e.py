@@ -6,9 +6,10 @@ _base_ = [
     '../_base_/models/cmsf_r50.py',
     '../_base_/datasets/imagenet_msf.py',
     '../_base_/schedules/sgd_coslr_200e.py',
-    '../_base_/default_runtime.py',
+    '../_base_/cmsf_runtime.py',
 ]
-model = dict(
+model = dict(  # encoders and heads: MSF's (_base_/models/msf_r50.py)
+    target_view=0, online_view=1,  # MultiView order: target (weak), online (strong)
     memory_bank=dict(size=128000),
     topk=5,
     constrained_selector=dict(type='KMeansSelector'),
@@ -16,16 +17,8 @@ model = dict(
     # 1.28M x 512 float32 = 2.6 GB: pinned CPU memory on GPU runs ('auto', N > bank size)
     embedding_cache=dict(type='EmbeddingCache', placement='auto', dtype='float32'),
 )
-custom_hooks = [
-    dict(type='MomentumUpdateHook', momentum=0.99),
-    dict(type='NNMemoryBankHook', interval=50),
-    dict(type='RandomStateHook'),
-    dict(type='EmbeddingCacheHook'),
-    dict(type='KMeansClusterHook', num_clusters=50000, niter=20, seed=0, gpu='auto',
-         max_points_per_centroid=10000000),  # authors' value: no subsampling
-    dict(type='ConstrainedRankHook', interval=10),
-]
-# CMSF's neighbour statistics (purity, constrained fraction, ranks) are averaged over each
-# logging interval.
-log_processor = dict(window_size=50,
-                     mean_pattern=r'.*(loss|time|grad_norm|purity|frac|rank|pseudo_label).*')
+default_hooks = dict(
+    cache=dict(type='EmbeddingCacheHook'),
+    kmeans=dict(type='KMeansClusterHook', num_clusters=50000, niter=20, seed=0, gpu='auto',
+                max_points_per_centroid=10000000),  # authors' value: no subsampling
+)

@@ -16,9 +16,3 @@ train_pipeline = [
     dict(type='PackInputs'),
 ]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
-custom_hooks = [
-    dict(type='MomentumUpdateHook', momentum=0.99),
-    dict(type='NNMemoryBankHook', interval=5),
-    dict(type='RandomStateHook'),
-    dict(type='ConstrainedRankHook', interval=5),
-]

@@ -8,6 +8,7 @@ max_epochs = 4
 param_scheduler = [dict(type='CosineAnnealingLR', T_max=max_epochs, by_epoch=True, begin=0,
                         end=max_epochs)]
 train_cfg = dict(max_epochs=max_epochs)
-default_hooks = dict(checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
+default_hooks = dict(checkpoint=dict(interval=max_epochs, max_keep_ckpts=1),
+                     ranks=dict(type='ConstrainedRankHook', interval=5))
 log_processor = dict(window_size=5,
                      mean_pattern=r'.*(loss|time|grad_norm|purity|frac|rank|pseudo_label).*')

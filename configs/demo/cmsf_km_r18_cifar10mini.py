@@ -9,11 +9,7 @@ model = dict(
     loss_weights=dict(constrained=0.5, unconstrained=0.5),
     embedding_cache=dict(type='EmbeddingCache', placement='auto'),
 )
-custom_hooks = [
-    dict(type='MomentumUpdateHook', momentum=0.99),
-    dict(type='NNMemoryBankHook', interval=5),
-    dict(type='RandomStateHook'),
-    dict(type='EmbeddingCacheHook'),
-    dict(type='KMeansClusterHook', num_clusters=100, niter=20, seed=0),
-    dict(type='ConstrainedRankHook', interval=5),
-]
+default_hooks = dict(
+    cache=dict(type='EmbeddingCacheHook'),
+    kmeans=dict(type='KMeansClusterHook', num_clusters=100, niter=20, seed=0),
+)

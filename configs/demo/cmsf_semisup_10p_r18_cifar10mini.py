@@ -11,12 +11,10 @@ model = dict(
     loss_weights=dict(constrained=1.0, unconstrained=0.0),
     embedding_cache=dict(type='EmbeddingCache', placement='auto'),
 )
-custom_hooks = [
-    dict(type='MomentumUpdateHook', momentum=0.99),
-    dict(type='NNMemoryBankHook', interval=5),
-    dict(type='RandomStateHook'),
-    dict(type='EmbeddingCacheHook'),
-    dict(type='PseudoLabelHook', labelled_list='data/cifar10_mini/labelled_10percent.txt',
-         epochs=10, lr=0.01, momentum=0.9, weight_decay=1e-4, batch_size=256, mid_epoch=True),
-    dict(type='ConstrainedRankHook', interval=5),
-]
+default_hooks = dict(
+    cache=dict(type='EmbeddingCacheHook'),
+    pseudo_label=dict(type='PseudoLabelHook',
+                      labelled_list='data/cifar10_mini/labelled_10percent.txt', epochs=10,
+                      lr=0.01, momentum=0.9, weight_decay=1e-4, batch_size=256,
+                      mid_epoch=True),
+)

@@ -7,9 +7,3 @@ model = dict(
     constrained_selector=dict(type='SupervisedSelector'),
     loss_weights=dict(constrained=1.0, unconstrained=0.0),
 )
-custom_hooks = [
-    dict(type='MomentumUpdateHook', momentum=0.99),
-    dict(type='NNMemoryBankHook', interval=5),
-    dict(type='RandomStateHook'),
-    dict(type='ConstrainedRankHook', interval=5),
-]

@@ -14,10 +14,6 @@ model = dict(backbone=dict(base_channels=16),  # a quarter of ResNet-18's width:
 optim_wrapper = dict(optimizer=dict(lr=0.05))
 param_scheduler = [dict(type='CosineAnnealingLR', T_max=max_epochs, by_epoch=True, begin=0,
                         end=max_epochs)]
-train_cfg = dict(max_epochs=max_epochs)
-default_hooks = dict(logger=dict(interval=5), checkpoint=dict(interval=5, max_keep_ckpts=1))
-custom_hooks = [
-    dict(type='MomentumUpdateHook', momentum=0.99),
-    dict(type='NNMemoryBankHook', interval=5),
-    dict(type='RandomStateHook'),
-]
+train_cfg = dict(max_epochs=max_epochs, val_interval=1)  # online kNN every epoch
+default_hooks = dict(logger=dict(interval=5), checkpoint=dict(interval=5, max_keep_ckpts=1),
+                     bank=dict(interval=5))

@@ -1,9 +1,19 @@
-"""Loading and checking configs for mmmsf's tools."""
-import difflib
-import os.path as osp
-from typing import Dict, List, Optional
+"""Loading and checking configs for mmmsf's tools.
 
-from mmengine.config import Config, DictAction  # noqa: F401  (re-exported for tools)
+Everything that can be checked before training starts is checked here: unknown top-level keys,
+unknown keys of every built part (model and its sub-modules, hooks, loops, samplers, datasets,
+transforms, optimiser, schedulers, data loaders), each with the closest valid name, and
+``--cfg-options`` items that are not ``KEY=VALUE``. ``custom_imports`` (mmengine's standard
+``dict(imports=[...], allow_failed_imports=False)``) is imported first, so parts registered in
+the user's own modules are known to the checks and to the Runner.
+"""
+import difflib
+import inspect
+import os.path as osp
+from typing import Dict, Iterator, List, Optional, Set, Tuple
+
+from mmengine.config import Config
+from mmengine.config import DictAction as _MMEngineDictAction
 
 # Top-level keys that mmengine's Runner.from_cfg or mmmsf's tools read. Anything else is a
 # typo that mmengine would silently ignore.
@@ -37,18 +47,193 @@ def check_config_keys(cfg: Config, extra_known: Optional[List[str]] = None) -> N
                        'spelling or remove them.')
 
 
+class DictAction(_MMEngineDictAction):
+    """mmengine's ``--cfg-options`` action; an item without ``=`` is one line of error."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        for kv in values or []:
+            if '=' not in kv or not kv.split('=', 1)[0]:
+                parser.exit(2, f'{parser.prog}: error: {option_string} item {kv!r} is not '
+                               'KEY=VALUE; write e.g. model.topk=5\n')
+        super().__call__(parser, namespace, values, option_string)
+
+
+def import_custom_modules(cfg: Config) -> None:
+    """Import the modules of ``cfg.custom_imports`` (also when set by ``--cfg-options``)."""
+    custom = cfg.get('custom_imports')
+    if not custom:
+        return
+    if not isinstance(custom, dict) or 'imports' not in custom:
+        raise KeyError(f"custom_imports in {cfg.filename} must be dict(imports=['module', ...], "
+                       'allow_failed_imports=False).')
+    from mmengine.utils import import_modules_from_strings
+    imports = custom['imports']
+    try:
+        import_modules_from_strings(imports=imports,
+                                    allow_failed_imports=custom.get('allow_failed_imports',
+                                                                    False))
+    except ImportError as e:
+        raise ImportError(f'custom_imports of {cfg.filename}: cannot import {imports!r} ({e}); '
+                          'the module must be importable: put its folder on PYTHONPATH (or run '
+                          'from that folder).') from None
+
+
 def load_config(path: str, cfg_options: Optional[Dict] = None,
                 data_root: Optional[str] = None) -> Config:
-    """Read a config, apply ``--cfg-options`` and an optional data-root override, check keys."""
+    """Read a config, apply ``--cfg-options`` and an optional data-root override, import
+    ``custom_imports``, check top-level and nested keys."""
     if not osp.isfile(path):
         raise FileNotFoundError(f'config {path!r} does not exist.')
-    cfg = Config.fromfile(path)
+    cfg = Config.fromfile(path, import_custom_modules=False)  # imported below, after options
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     if data_root:
         set_data_root(cfg, data_root)
+    import_custom_modules(cfg)
     check_config_keys(cfg)
+    check_nested_keys(cfg)
     return cfg
+
+
+# ---- nested keys --------------------------------------------------------------------------
+# Keys the Runner's build_dataloader takes besides torch DataLoader's own arguments.
+_DATALOADER_EXTRA = {'dataset', 'sampler', 'batch_sampler', 'collate_fn', 'worker_init_fn'}
+
+
+def accepted_keys(cls) -> Optional[Set[str]]:
+    """Keyword arguments ``cls(...)`` accepts, following ``**kwargs`` up the base classes;
+    None where that cannot be told (a ``**kwargs`` that goes elsewhere, a C signature)."""
+    names: Set[str] = set()
+    if not inspect.isclass(cls):
+        return None
+    for klass in cls.__mro__:
+        if klass is object:
+            return names
+        init = klass.__dict__.get('__init__')
+        if init is None:
+            continue
+        try:
+            params = inspect.signature(init).parameters
+        except (TypeError, ValueError):
+            return None
+        names |= {n for n, p in params.items()
+                  if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n != 'self'}
+        if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            return names
+    return None
+
+
+def _registries():
+    from mmmsf import registry as r
+    return r
+
+
+def _typed(node, where: str, registry) -> Iterator[Tuple[str, dict, object]]:
+    """(where, config dict, registry) of ``node`` if it is a config of a registered type."""
+    if isinstance(node, dict) and isinstance(node.get('type'), str):
+        yield where, node, registry
+
+
+def _model_parts(node, where: str, models) -> Iterator[Tuple[str, dict, object]]:
+    yield from _typed(node, where, models)
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k.endswith('_cfg') or k == 'type':  # init_cfg, norm_cfg, ...: other builders
+                continue
+            if isinstance(v, dict) and isinstance(v.get('type'), str):
+                yield from _model_parts(v, f'{where}.{k}', models)
+
+
+def _pipeline_parts(pipeline, where: str, transforms) -> Iterator[Tuple[str, dict, object]]:
+    if not isinstance(pipeline, (list, tuple)):
+        return
+    for i, t in enumerate(pipeline):
+        if isinstance(t, (list, tuple)):
+            yield from _pipeline_parts(t, f'{where}[{i}]', transforms)
+        elif isinstance(t, dict):
+            yield from _typed(t, f'{where}[{i}]', transforms)
+            for k, v in t.items():
+                if isinstance(v, (list, tuple)):
+                    yield from _pipeline_parts(v, f'{where}[{i}].{k}', transforms)
+
+
+def _dataset_parts(ds, where: str, r) -> Iterator[Tuple[str, dict, object]]:
+    if not isinstance(ds, dict):
+        return
+    yield from _typed(ds, where, r.DATASETS)
+    yield from _pipeline_parts(ds.get('pipeline'), f'{where}.pipeline', r.TRANSFORMS)
+    for k in ('dataset', 'datasets'):  # dataset wrappers
+        sub = ds.get(k)
+        for j, d in enumerate(sub if isinstance(sub, (list, tuple)) else [sub]):
+            yield from _dataset_parts(d, f'{where}.{k}' + (f'[{j}]' if k == 'datasets' else ''),
+                                      r)
+
+
+def _config_parts(cfg: Config) -> Iterator[Tuple[str, dict, object]]:
+    r = _registries()
+    yield from _model_parts(cfg.get('model'), 'model', r.MODELS)
+    hooks = cfg.get('default_hooks') or {}
+    if isinstance(hooks, dict):
+        for name, h in hooks.items():
+            yield from _typed(h, f'default_hooks.{name}', r.HOOKS)
+    for i, h in enumerate(cfg.get('custom_hooks') or []):
+        yield from _typed(h, f'custom_hooks[{i}]', r.HOOKS)
+    for key in ('train_cfg', 'val_cfg', 'test_cfg'):
+        yield from _typed(cfg.get(key), key, r.LOOPS)
+    ow = cfg.get('optim_wrapper')
+    if isinstance(ow, dict):
+        yield from _typed(ow, 'optim_wrapper', r.OPTIM_WRAPPERS)
+        yield from _typed(ow.get('optimizer'), 'optim_wrapper.optimizer', r.OPTIMIZERS)
+    sched = cfg.get('param_scheduler')
+    for i, s in enumerate(sched if isinstance(sched, (list, tuple)) else [sched]):
+        yield from _typed(s, f'param_scheduler[{i}]' if isinstance(sched, (list, tuple))
+                          else 'param_scheduler', r.PARAM_SCHEDULERS)
+    for key in cfg.keys():
+        if key.endswith('_dataloader') and isinstance(cfg[key], dict):
+            yield from _typed(cfg[key].get('sampler'), f'{key}.sampler', r.DATA_SAMPLERS)
+            yield from _dataset_parts(cfg[key].get('dataset'), f'{key}.dataset', r)
+
+
+def _unknown(keys, known: Set[str], where: str, what: str) -> Optional[str]:
+    bad = [k for k in keys if k not in known]
+    if not bad:
+        return None
+    hints = []
+    for k in bad:
+        close = difflib.get_close_matches(k, sorted(known), n=1)
+        hints.append(f'{where}.{k}' + (f' (did you mean {where}.{close[0]}?)' if close else ''))
+    return f'{", ".join(hints)}: not an argument of {what}'
+
+
+def check_nested_keys(cfg: Config) -> None:
+    """Raise ``KeyError`` naming every key that the part it configures does not take, with
+    the closest valid name -- before anything is built or trained."""
+    import torch.utils.data
+    problems: List[str] = []
+    for where, node, registry in _config_parts(cfg):
+        try:
+            cls = registry.get(node['type'])
+        except Exception:  # noqa: BLE001 - an unknown type is the builder's error to give
+            cls = None
+        if cls is None:
+            continue
+        known = accepted_keys(cls)
+        if known is None:
+            continue
+        msg = _unknown([k for k in node if k != 'type' and not k.startswith('_')], known,
+                       where, f"{node['type']}")
+        if msg:
+            problems.append(msg)
+    known_dl = (set(inspect.signature(torch.utils.data.DataLoader.__init__).parameters)
+                - {'self'}) | _DATALOADER_EXTRA
+    for key in cfg.keys():
+        if key.endswith('_dataloader') and isinstance(cfg[key], dict):
+            msg = _unknown(list(cfg[key]), known_dl, key, 'the data loader')
+            if msg:
+                problems.append(msg)
+    if problems:
+        raise KeyError(f'unknown config key(s) in {cfg.filename}: ' + '; '.join(problems)
+                       + '. Fix the spelling or remove them.')
 
 
 def set_data_root(cfg: Config, data_root: str) -> None:
@@ -66,3 +251,12 @@ def set_data_root(cfg: Config, data_root: str) -> None:
         if key.endswith('dataloader'):
             visit(cfg[key])
     cfg.data_root = data_root
+
+
+def iter_hooks(cfg: Config) -> Iterator[dict]:
+    """Every hook config of ``cfg``: the keyed ``default_hooks`` (where the configs put the
+    method's hooks) and then ``custom_hooks``; edit them in place to change a run."""
+    for hook in (cfg.get('default_hooks') or {}).values():
+        if hook is not None:
+            yield hook
+    yield from cfg.get('custom_hooks') or []

@@ -1,5 +1,9 @@
-"""Build a pre-trained model from a config + checkpoint and score it with kNN."""
-from typing import Dict, Optional
+"""Build a pre-trained model from a config + checkpoint; score it with kNN or embed a dataset."""
+import copy
+import os.path as osp
+from typing import Dict, Optional, Tuple
+
+import numpy as np
 
 import torch
 from mmengine.config import Config
@@ -53,3 +57,28 @@ def knn_from_config(cfg: Config, checkpoint: Optional[str] = None,
     return knn_evaluate(model, train_loader, test_loader, ks=knn_cfg.get('ks', (1, 20)),
                         weighted=knn_cfg.get('weighted', False), cache_dir=cache_dir, device=dev,
                         temperature=knn_cfg.get('temperature', 0.07))
+
+
+def embeddings_from_checkpoint(cfg: Config, checkpoint: Optional[str],
+                               dataloader_key: str = 'knn_test_dataloader'
+                               ) -> Tuple[np.ndarray, np.ndarray]:
+    """L2-normalised backbone features and labels of a config's dataset for one checkpoint
+    (the random initialisation when ``checkpoint`` is None), e.g. for t-SNE."""
+    from mmmsf.evaluation.feature_extraction import extract_features
+    if dataloader_key not in cfg:
+        raise KeyError(f'the config has no {dataloader_key!r} to embed.')
+    model = build_model(cfg, checkpoint)
+    loader = Runner.build_dataloader(copy.deepcopy(cfg[dataloader_key]), seed=0)
+    feats, labels = extract_features(model, loader, normalize=True)
+    return feats.numpy(), labels.numpy()
+
+
+def write_knn_results(results: Dict[str, float], checkpoint: Optional[str],
+                      config: Optional[str] = None, weighted: bool = False,
+                      out: Optional[str] = None) -> str:
+    """Write kNN ``results`` (default ``<checkpoint folder>/eval/knn_<checkpoint>.json``), the
+    file ``tools/analysis/results_table.py`` reads; returns its path."""
+    from mmmsf.evaluation.results_io import checkpoint_results_path, write_results
+    return write_results(out or checkpoint_results_path(checkpoint, 'knn'), 'knn', results,
+                         checkpoint=checkpoint,
+                         config=osp.abspath(config) if config else None, weighted=weighted)

@@ -10,16 +10,16 @@ purity-vs-epoch plot (paper Fig. 4) and the collapse curve of the same-view run.
 import json
 import os
 import os.path as osp
-import statistics
 import time
-from collections import defaultdict
 from typing import Dict, List, Optional, Sequence
 
 from mmengine.config import Config
 
-from .config import load_config
+from mmmsf.datasets.label_subset import write_subset_list
+from mmmsf.visualization.scalars import load_train_scalars, scalar_per_epoch
+from .config import iter_hooks, load_config
 from .evaluate import knn_from_config
-from .train import prepare_train_cfg, train
+from .train import disable_validation, prepare_train_cfg, train
 
 MSF = 'configs/demo/msf_r18_cifar10mini_ws.py'
 CMSF = 'configs/demo/cmsf_{}_r18_cifar10mini.py'
@@ -64,9 +64,7 @@ def labelled_subset_list(data_root: str, out: str, fraction: float = 0.1) -> str
     for cls in sorted(os.listdir(train)):
         files = sorted(os.listdir(osp.join(train, cls)))
         lines += [f'{cls}/{f}' for f in files[:max(1, int(len(files) * fraction))]]
-    with open(out, 'w') as f:
-        f.write('\n'.join(lines) + '\n')
-    return out
+    return write_subset_list(lines, out)
 
 
 def build_run_cfg(run: dict, budget: dict, work_dir: str, seed: int,
@@ -98,32 +96,25 @@ def build_run_cfg(run: dict, budget: dict, work_dir: str, seed: int,
         cfg.merge_from_dict({f'model.{k}': v for k, v in run['model'].items()})
     if run.get('views'):
         cfg.train_dataloader.dataset.pipeline = _views_pipeline(cfg, run['views'])
-    for hook in cfg.get('custom_hooks', []):
+    for hook in iter_hooks(cfg):
         if hook['type'] == 'PseudoLabelHook' and labelled_list:
             hook['labelled_list'] = labelled_list
         if hook['type'] == 'KMeansClusterHook' and budget.get('num_clusters'):
             hook['num_clusters'] = budget['num_clusters']
-    return prepare_train_cfg(cfg, work_dir=work_dir)
+    # the study scores each run once, at the end (knn_from_config): no per-epoch validation
+    return disable_validation(prepare_train_cfg(cfg, work_dir=work_dir))
 
 
 def epoch_curves(work_dir: str, keys: Sequence[str] = ('purity', 'loss', 'target_std')
                  ) -> Dict[str, List[float]]:
-    """Per-epoch means of logged scalars, read from the run's ``vis_data/scalars.json``."""
-    files = sorted(
-        osp.join(root, f) for root, _, fs in os.walk(work_dir) for f in fs
-        if f == 'scalars.json')
-    if not files:
-        raise FileNotFoundError(f'no vis_data/scalars.json under {work_dir}')
-    per_epoch: Dict[str, Dict[int, List[float]]] = defaultdict(lambda: defaultdict(list))
-    with open(files[-1]) as f:
-        for line in f:
-            rec = json.loads(line)
-            if 'epoch' not in rec:
-                continue
-            for k in keys:
-                if k in rec:
-                    per_epoch[k][int(rec['epoch'])].append(float(rec[k]))
-    return {k: [statistics.mean(v[e]) for e in sorted(v)] for k, v in per_epoch.items()}
+    """Per-epoch means of logged scalars (those of ``keys`` the run logged), read with
+    :func:`mmmsf.visualization.load_train_scalars`."""
+    records = load_train_scalars(work_dir)
+    out: Dict[str, List[float]] = {}
+    for k in keys:
+        if any(k in rec for rec in records):
+            out[k] = [float(m) for m in scalar_per_epoch(records, k)[1]]
+    return out
 
 
 def run_study(out_dir: str, budget: dict, seeds: Sequence[int] = (0, ),

@@ -2,7 +2,8 @@
 import os
 import os.path as osp
 import subprocess
-from typing import Dict, Optional
+import zipfile
+from typing import Dict, List, Optional
 
 import torch
 from mmengine.config import Config
@@ -17,9 +18,22 @@ def prepare_train_cfg(cfg: Config, work_dir: Optional[str] = None, resume: Optio
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(cfg.filename))[0])
-    if resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
+    if resume in ('auto', 'if-any'):
+        latest = latest_checkpoint(cfg.work_dir)
+        if latest is not None:
+            cfg.resume, cfg.load_from = True, latest
+        elif resume == 'auto':
+            raise FileNotFoundError(
+                f'--resume: work dir {cfg.work_dir!r} has no checkpoint to resume from (no '
+                'last_checkpoint file naming an existing checkpoint). Name one with --resume '
+                'CKPT, drop --resume to start fresh, or use --resume-if-any to start fresh when '
+                'there is none.')
+        else:
+            print(f'--resume-if-any: no checkpoint in {cfg.work_dir!r}; starting fresh.',
+                  flush=True)
+            cfg.resume, cfg.load_from = False, None
     elif resume is not None:
+        check_checkpoint_file(resume)
         cfg.resume, cfg.load_from = True, resume
     if amp:
         if cfg.optim_wrapper.get('type', 'OptimWrapper') != 'OptimWrapper':
@@ -64,6 +78,86 @@ def slurm_environment() -> Dict[str, str]:
     return env
 
 
+def latest_checkpoint(work_dir: str) -> Optional[str]:
+    """The checkpoint named by ``work_dir/last_checkpoint`` (mmengine's record), if it exists."""
+    record = osp.join(work_dir, 'last_checkpoint')
+    if not osp.isfile(record):
+        return None
+    with open(record) as f:
+        path = f.read().strip()
+    return path if path and osp.isfile(path) else None
+
+
+def check_checkpoint_file(path: str) -> None:
+    """One clear error for a checkpoint that is missing, truncated or not a torch file.
+
+    torch writes a zip archive whose directory is at its end, so a truncated file has none;
+    opening the directory reads no tensor data."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'checkpoint {path!r} does not exist.')
+    try:
+        with zipfile.ZipFile(path) as z:
+            if not any(n.endswith('data.pkl') for n in z.namelist()):
+                raise zipfile.BadZipFile('no data.pkl')
+    except (zipfile.BadZipFile, OSError) as e:
+        raise ValueError(f'checkpoint {path!r} ({osp.getsize(path)} bytes) is truncated or '
+                         f'not a torch checkpoint ({e}): copy it again, or resume from an '
+                         'earlier checkpoint.') from None
+
+
+def check_checkpoint_fits(model: torch.nn.Module, path: str, max_listed: int = 5) -> None:
+    """Raise one ``ValueError`` naming the tensors of checkpoint ``path`` whose shapes differ
+    from ``model``'s, and the missing / unexpected keys (a checkpoint of another width or
+    depth). Reads the tensors memory-mapped: no data is loaded."""
+    check_checkpoint_file(path)
+    ckpt = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
+    state: Dict[str, torch.Tensor] = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) \
+        else {}
+    mine = model.state_dict()
+    # per-image buffers (embedding cache, cluster ids, ...) are allocated by hooks before the
+    # run: an empty model tensor takes any shape
+    differ: List[str] = [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(mine[k].shape)}'
+                         for k, v in state.items()
+                         if k in mine and hasattr(v, 'shape') and v.shape != mine[k].shape
+                         and mine[k].numel() > 0]
+    missing = [k for k in mine if k not in state]
+    unexpected = [k for k in state if k not in mine]
+    if not (differ or missing or unexpected):
+        return
+    parts = []
+    if differ:
+        parts.append(f'{len(differ)} tensor(s) of other shapes ('
+                     + '; '.join(differ[:max_listed])
+                     + (f'; and {len(differ) - max_listed} more' if len(differ) > max_listed
+                        else '') + ')')
+    for what, keys in (('missing from the checkpoint', missing),
+                       ('not in the model', unexpected)):
+        if keys:
+            parts.append(f'{len(keys)} key(s) {what} ({", ".join(keys[:max_listed])}'
+                         + (', ...' if len(keys) > max_listed else '') + ')')
+    raise ValueError(f'checkpoint {path!r} does not fit this model: ' + '; '.join(parts)
+                     + '. Resume with the config the checkpoint was trained with.')
+
+
+def disable_validation(cfg: Config) -> Config:
+    """Train without the online kNN validation (``tools/train.py --no-validate``)."""
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    return cfg
+
+
+def enable_tensorboard(cfg: Config) -> Config:
+    """Log every scalar to TensorBoard too: mmengine's ``TensorboardVisBackend`` next to the
+    local JSON backend (``tools/train.py --tensorboard``); the event files go to
+    ``<work_dir>/<timestamp>/vis_data/``."""
+    vis = cfg.get('visualizer') or dict(type='Visualizer')
+    backends = list(vis.get('vis_backends') or [dict(type='LocalVisBackend')])
+    if not any(b.get('type') == 'TensorboardVisBackend' for b in backends):
+        backends.append(dict(type='TensorboardVisBackend'))
+    vis['vis_backends'] = backends
+    cfg.visualizer = vis
+    return cfg
+
+
 def init_cpu_distributed(launcher: str) -> None:
     """Start the gloo process group for CPU-only multi-process runs (pytorch and slurm launchers).
 
@@ -87,5 +181,8 @@ def train(cfg: Config) -> Runner:
     else:
         from mmengine.registry import RUNNERS
         runner = RUNNERS.build(cfg)
+    if cfg.get('resume') and cfg.get('load_from'):
+        model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+        check_checkpoint_fits(model, cfg.load_from)
     runner.train()
     return runner

@@ -112,3 +112,15 @@ def format_transfer_table(results: Dict[str, Dict], title: str = 'checkpoint') -
         detail.append(f"| {n} | {r['metric']} | {r[r['metric']]:.1f} | {r['val']:.1f} | "
                       f"{r['lr']:g} | {r['weight_decay']:g} | {r['num_train']} / {r['num_test']} |")
     return '\n'.join([head, sep, row] + detail)
+
+
+def write_transfer_results(results: Dict[str, Dict], checkpoint: Optional[str],
+                           config: Optional[str] = None, out: Optional[str] = None) -> str:
+    """Write the per-dataset ``results`` of :func:`transfer_eval` with their mean (default
+    ``<checkpoint folder>/eval/transfer_<checkpoint>.json``); returns the path."""
+    from mmmsf.evaluation.results_io import checkpoint_results_path, write_results
+    summary = {n: r[r['metric']] for n, r in results.items()}
+    summary['mean'] = sum(summary.values()) / len(summary)
+    return write_results(out or checkpoint_results_path(checkpoint, 'transfer'), 'transfer',
+                         summary, details=results, checkpoint=checkpoint,
+                         config=osp.abspath(config) if config else None)

@@ -15,6 +15,8 @@ from typing import List, Optional, Sequence
 from mmengine.dataset import BaseDataset
 
 from mmmsf.registry import DATASETS
+from .sample_seed import aug_seed_of, seeded_random
+from .label_subset import read_subset_list
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
 
@@ -41,6 +43,12 @@ class ImageFolder(BaseDataset):
         super().__init__(data_root=data_root, data_prefix=data_prefix, ann_file=ann_file,
                          pipeline=list(pipeline), **kwargs)
 
+    def __getitem__(self, idx: int) -> dict:
+        """The sample at ``idx``; an index from :class:`~mmmsf.datasets.ResumableSampler`
+        carries its augmentation seed, under which the pipeline runs."""
+        with seeded_random(aug_seed_of(idx)):
+            return super().__getitem__(int(idx))
+
     @property
     def img_root(self) -> str:
         return self.data_prefix['img_path']
@@ -62,11 +70,7 @@ class ImageFolder(BaseDataset):
             if not osp.isfile(self.ann_file):
                 raise FileNotFoundError(f'ann_file {self.ann_file!r} does not exist: fix the '
                                         'path of the subset list in the config.')
-            with open(self.ann_file) as f:
-                lines = [ln.strip() for ln in f if ln.strip() and not ln.startswith('#')]
-            for ln_no, line in enumerate(lines, 1):
-                parts = line.split()
-                rel = parts[0]
+            for ln_no, rel, listed_label in read_subset_list(self.ann_file):
                 path = osp.join(self.img_root, rel)
                 if (not osp.isfile(path) and '/' not in rel and '_' in rel
                         and osp.isfile(osp.join(self.img_root, rel.split('_')[0], rel))):
@@ -77,8 +81,8 @@ class ImageFolder(BaseDataset):
                     raise FileNotFoundError(
                         f'{self.ann_file}:{ln_no}: listed image {path!r} does not exist; fix the '
                         'list or the data_root/data_prefix it is relative to.')
-                if len(parts) > 1:
-                    label = int(parts[1])
+                if listed_label is not None:
+                    label = int(listed_label)
                 else:
                     cls = rel.replace('\\', '/').split('/')[0]
                     if cls not in cls_to_idx:
@@ -87,12 +91,22 @@ class ImageFolder(BaseDataset):
                     label = cls_to_idx[cls]
                 data_list.append(self._entry(path, label))
         else:
+            empty = []
             for cls in classes:
                 folder = osp.join(self.img_root, cls)
+                before = len(data_list)
                 for root, _, files in sorted(os.walk(folder, followlinks=True)):
                     for name in sorted(files):
                         if name.lower().endswith(IMG_EXTENSIONS):
                             data_list.append(self._entry(osp.join(root, name), cls_to_idx[cls]))
+                if len(data_list) == before:
+                    empty.append(folder)
+            if empty and data_list:
+                # an empty class would still take a label and shift every later class's
+                raise ValueError(
+                    f'class folder {empty[0]!r} holds no image (extensions {IMG_EXTENSIONS})'
+                    + (f', nor do {len(empty) - 1} more' if len(empty) > 1 else '')
+                    + ': add its images or delete the folder.')
         if not data_list:
             raise ValueError(f'no images found in {self.img_root!r}'
                              f'{" (list " + self.ann_file + ")" if self.ann_file else ""}: the '

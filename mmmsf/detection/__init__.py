@@ -1,4 +1,9 @@
 """Detection transfer (paper Table 5): Faster R-CNN on PASCAL VOC through mmdet 3.x."""
+from mmmsf.utils.detection_stack import detection_stack_missing
+
+if detection_stack_missing():  # the light install: say how to get mmdet + mmcv ops
+    raise ImportError(detection_stack_missing())
+
 from .config import load_detection_config, pretrained_checkpoints, set_pretrained
 from .finetune import (check_ap_evaluator, last_checkpoint, test_detector, train_detector,
                        voc_ap)

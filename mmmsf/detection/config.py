@@ -7,7 +7,7 @@ from typing import Dict, Iterator, List, Optional
 
 from mmengine.config import Config
 
-from mmmsf.apis.config import check_config_keys, set_data_root
+from mmmsf.apis.config import check_config_keys, import_custom_modules, set_data_root
 
 PRETRAINED_TYPES = ('mmmsf.PretrainedResNet', 'PretrainedResNet')
 # Top-level names that mmdet's base configs and ours define besides the Runner's keys.
@@ -33,6 +33,7 @@ def load_detection_config(path: str, cfg_options: Optional[Dict] = None,
         cfg.merge_from_dict(cfg_options)
     if data_root:
         set_data_root(cfg, data_root)
+    import_custom_modules(cfg)
     check_config_keys(cfg, DETECTION_KEYS)
     return cfg
 

@@ -13,10 +13,10 @@ import numpy as np
 import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
 from mmmsf.apis.train import init_cpu_distributed, prepare_train_cfg, train
+from mmmsf.utils.misc import get_ori_model
 from .config import pretrained_checkpoints, set_pretrained
 from .normalisation import check_normalisation
 from .pretrained_resnet_init import load_resnet_weights, read_checkpoint
@@ -131,7 +131,7 @@ def test_detector(cfg: Config, checkpoint: Optional[str] = None,
     _unique_run_names(cfg, 'test')
     init_cpu_distributed(launcher)
     runner = Runner.from_cfg(cfg)
-    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    model = get_ori_model(runner.model)
     if checkpoint:
         state, _ = read_checkpoint(checkpoint)
         _check_detector_checkpoint(model, state, checkpoint)

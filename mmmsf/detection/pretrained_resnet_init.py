@@ -28,7 +28,7 @@ from mmengine.logging import print_log
 from mmengine.model.weight_init import update_init_info
 
 from mmmsf.registry import WEIGHT_INITIALIZERS
-from mmmsf.utils.checkpoint import allow_mmengine_checkpoints
+from mmmsf.utils.checkpoint import read_checkpoint
 
 RESNET_PARTS = ('conv1.', 'bn1.', 'layer1.', 'layer2.', 'layer3.', 'layer4.')
 # Checkpoint layouts that need a conversion first, with the fix to print.
@@ -38,28 +38,6 @@ FOREIGN_LAYOUTS = {
     'roi_head.': 'a detector checkpoint: test it with tools/test_detection.py, or give the '
                  'pre-trained mmmsf checkpoint it was fine-tuned from',
 }
-
-
-def read_checkpoint(path: str) -> Tuple[Dict[str, torch.Tensor], dict]:
-    """The state dict (``module.`` removed) and the ``meta`` dict of a checkpoint, read with
-    torch's safe loading."""
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'pre-trained checkpoint {path!r} does not exist.')
-    allow_mmengine_checkpoints()
-    try:
-        ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:  # noqa: BLE001 -- any unpickling failure gets the same advice
-        raise ValueError(f'{path} is not a readable PyTorch checkpoint ({type(e).__name__}: '
-                         f'{str(e)[:200]}).') from e
-    if not isinstance(ckpt, dict):
-        raise ValueError(f'{path} holds a {type(ckpt).__name__}, not a state dict.')
-    state = ckpt.get('state_dict', ckpt)
-    meta = ckpt.get('meta', {}) if isinstance(ckpt.get('meta'), dict) else {}
-    tensors = OrderedDict((k[len('module.'):] if k.startswith('module.') else k, v)
-                          for k, v in state.items() if isinstance(v, torch.Tensor))
-    if not tensors:
-        raise ValueError(f'{path} holds no tensors.')
-    return tensors, meta
 
 
 def resnet_weights(state: Dict[str, torch.Tensor],

@@ -70,6 +70,51 @@ def _gather_rows(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([p[:s] for p, s in zip(parts, sizes)])
 
 
+def check_equal_sizes(batch: dict) -> None:
+    """Raise one ``ValueError`` naming the image whose size differs from the batch's first
+    (an evaluation pipeline without resize and crop, on images of several sizes)."""
+    inputs = batch.get('inputs') if isinstance(batch, dict) else None
+    if not isinstance(inputs, (list, tuple)) or not inputs or not torch.is_tensor(inputs[0]):
+        return
+    shape = tuple(inputs[0].shape)
+    for i, x in enumerate(inputs):
+        if torch.is_tensor(x) and tuple(x.shape) != shape:
+            samples = batch.get('data_samples') or []
+
+            def path(j):
+                return samples[j].metainfo.get('img_path', f'sample {j}') \
+                    if j < len(samples) else f'sample {j}'
+            raise ValueError(
+                f'image {path(i)!r} is {tuple(x.shape)[1:]} (H, W) after the evaluation pipeline, '
+                f'{path(0)!r} is {shape[1:]}: give the evaluation pipeline a resize and crop to '
+                "one size, e.g. dict(type='Resize', scale=(1 << 20, 256), keep_ratio=True), "
+                "dict(type='CenterCrop', crop_size=224).")
+
+
+@torch.no_grad()
+def embed_batch(model, batch: dict, normalize: bool = True,
+                feature_fn: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+                ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Features (B, D) on the CPU, labels (B, ) and dataset indices (B, ) (``-1`` where unknown)
+    of one dataloader batch; the model must already be in eval mode.
+
+    The one place where images become kNN / probe features: :func:`extract_features` and the
+    online kNN validation (:class:`~mmmsf.engine.runner.KNNValLoop`) both call it.
+    """
+    data = model.data_preprocessor(batch, False)
+    x = data['inputs']
+    x = x[0] if isinstance(x, (list, tuple)) and x and x[0].dim() == 4 else x
+    f = feature_fn(x) if feature_fn is not None else model.extract_feat(x)
+    f = f.float()
+    f = (F.normalize(f, dim=1) if normalize else f).cpu()
+    samples = data['data_samples'] or []
+    labels = torch.tensor([int(ds.gt_label) if 'gt_label' in ds else -1 for ds in samples],
+                          dtype=torch.long)
+    indices = torch.tensor([int(ds.metainfo.get('sample_idx', -1)) for ds in samples],
+                           dtype=torch.long)
+    return f, labels, indices
+
+
 @torch.no_grad()
 def extract_features(model, dataloader, device: Optional[torch.device] = None,
                      cache_file: Optional[str] = None, normalize: bool = True,
@@ -104,17 +149,11 @@ def extract_features(model, dataloader, device: Optional[torch.device] = None,
         model.to(device)
     feats, labels, indices = [], [], []
     for batch in dataloader:
-        data = model.data_preprocessor(batch, False)
-        x = data['inputs']
-        x = x[0] if isinstance(x, (list, tuple)) and x and x[0].dim() == 4 else x
-        f = feature_fn(x) if feature_fn is not None else model.extract_feat(x)
-        f = f.float()
-        feats.append((F.normalize(f, dim=1) if normalize else f).cpu())
-        samples = data['data_samples'] or []
-        labels.append(torch.tensor([int(ds.gt_label) if 'gt_label' in ds else -1
-                                    for ds in samples], dtype=torch.long))
-        indices.append(torch.tensor([int(ds.metainfo.get('sample_idx', -1)) for ds in samples],
-                                    dtype=torch.long))
+        check_equal_sizes(batch)
+        f, y, i = embed_batch(model, batch, normalize, feature_fn)
+        feats.append(f)
+        labels.append(y)
+        indices.append(i)
     model.train(was_training)
     feats_t, labels_t, idx_t = torch.cat(feats), torch.cat(labels), torch.cat(indices)
     if get_world_size() > 1:

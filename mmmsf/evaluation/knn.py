@@ -8,39 +8,73 @@ Features are cached on disk (``cache_dir``; recomputed when the weights or image
 the test set is searched in chunks, so any number of test images works.
 """
 import os.path as osp
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from mmengine.logging import MMLogger
 
+from mmmsf.utils.knn_search import gpu_resources, gpu_search_available
 from .feature_extraction import extract_features
 
 
-def knn_classify(train_feats: torch.Tensor, train_labels: torch.Tensor,
-                 test_feats: torch.Tensor, test_labels: torch.Tensor,
-                 ks: Sequence[int] = (1, 20), weighted: bool = False,
-                 temperature: float = 0.07, batch_size: int = 4096) -> Dict[str, float]:
-    """Top-1 accuracy (%) of the k-NN vote for each k in ``ks`` (features already unit-norm)."""
+def knn_predict(train_feats: torch.Tensor, train_labels: torch.Tensor,
+                test_feats: torch.Tensor, ks: Sequence[int] = (1, 20), weighted: bool = False,
+                temperature: float = 0.07, batch_size: int = 4096,
+                gpu: Union[bool, str] = False) -> Dict[int, torch.Tensor]:
+    """Predicted class of every test image (N, ) for each k in ``ks`` (features unit-norm).
+
+    ``gpu``: search with faiss on the GPU (``True``), on the CPU (``False``), or on the GPU
+    where faiss-gpu and a CUDA device are present (``'auto'``); the search is exact either way.
+    """
     import faiss
     if len(train_feats) == 0 or len(test_feats) == 0:
         raise ValueError('kNN evaluation needs at least one train and one test image.')
     kmax = max(ks)
     if kmax > len(train_feats):
         raise ValueError(f'k={kmax} > number of training images {len(train_feats)}: lower k.')
-    num_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    num_classes = int(train_labels.max()) + 1
     index = faiss.IndexFlatIP(train_feats.shape[1])
+    if gpu == 'auto':
+        gpu = gpu_search_available()
+    if gpu:
+        if not gpu_search_available():
+            raise RuntimeError('kNN search on the GPU needs faiss-gpu and a CUDA device: '
+                               "install requirements/faiss-gpu.txt or use gpu=False / 'auto'.")
+        index = faiss.index_cpu_to_gpu(gpu_resources(), torch.cuda.current_device(), index)
     index.add(np.ascontiguousarray(train_feats.numpy().astype(np.float32)))
-    correct = {k: 0 for k in ks}
+    preds = {k: [] for k in ks}
     for start in range(0, len(test_feats), batch_size):  # any number of test images
         q = np.ascontiguousarray(test_feats[start:start + batch_size].numpy().astype(np.float32))
         sim, idx = index.search(q, kmax)
         sim_t, nb_labels = torch.from_numpy(sim), train_labels[torch.from_numpy(idx)]
-        truth = test_labels[start:start + batch_size]
         for k in ks:
-            pred = vote(nb_labels[:, :k], sim_t[:, :k], num_classes, weighted, temperature)
-            correct[k] += int((pred == truth).sum())
-    return {f'{k}-NN': 100.0 * correct[k] / len(test_feats) for k in ks}
+            preds[k].append(vote(nb_labels[:, :k], sim_t[:, :k], num_classes, weighted,
+                                 temperature))
+    return {k: torch.cat(p) for k, p in preds.items()}
+
+
+def knn_correct(train_feats: torch.Tensor, train_labels: torch.Tensor,
+                test_feats: torch.Tensor, test_labels: torch.Tensor,
+                ks: Sequence[int] = (1, 20), **kwargs) -> Dict[str, torch.Tensor]:
+    """Per-test-image correctness (bool, N) of the k-NN vote, ``{'1-NN': .., '20-NN': ..}``.
+
+    The paired bootstrap of :mod:`mmmsf.evaluation.bootstrap` compares two of these.
+    """
+    preds = knn_predict(train_feats, train_labels, test_feats, ks, **kwargs)
+    return {f'{k}-NN': preds[k] == test_labels for k in ks}
+
+
+def knn_classify(train_feats: torch.Tensor, train_labels: torch.Tensor,
+                 test_feats: torch.Tensor, test_labels: torch.Tensor,
+                 ks: Sequence[int] = (1, 20), weighted: bool = False,
+                 temperature: float = 0.07, batch_size: int = 4096,
+                 gpu: Union[bool, str] = False) -> Dict[str, float]:
+    """Top-1 accuracy (%) of the k-NN vote for each k in ``ks`` (features already unit-norm)."""
+    correct = knn_correct(train_feats, train_labels, test_feats, test_labels, ks,
+                          weighted=weighted, temperature=temperature, batch_size=batch_size,
+                          gpu=gpu)
+    return {name: 100.0 * float(c.double().mean()) for name, c in correct.items()}
 
 
 def vote(nb_labels: torch.Tensor, sim: torch.Tensor, num_classes: int, weighted: bool = False,

@@ -19,6 +19,14 @@ def results_path(work_dir: str, kind: str, tag: Optional[str] = None) -> str:
     return osp.join(work_dir, 'eval', f'{kind}{"_" + tag if tag else ""}.json')
 
 
+def checkpoint_results_path(checkpoint: Optional[str], kind: str) -> str:
+    """``<checkpoint folder>/eval/<kind>_<checkpoint name>.json``
+    (``work_dirs/eval/<kind>_random_init.json`` without a checkpoint)."""
+    stem = osp.splitext(osp.basename(checkpoint))[0] if checkpoint else 'random_init'
+    root = osp.dirname(osp.abspath(checkpoint)) if checkpoint else 'work_dirs'
+    return results_path(root, kind, stem)
+
+
 def write_results(path: str, kind: str, results: Dict[str, Any], **meta) -> str:
     """Write one evaluation's results (numbers in percent) and where they came from."""
     if kind not in KINDS:

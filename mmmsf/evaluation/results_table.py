@@ -4,7 +4,10 @@ For each run folder (a pre-training work_dir) it gathers:
 
 * kNN (``1-NN``, ``20-NN``) and linear (``top1``) results from the ``eval/*.json`` files
   below it (:mod:`mmmsf.evaluation.results_io`; ``tools/knn_eval.py`` and
-  ``tools/linear_eval.py`` write them), preferring the latest epoch's checkpoint;
+  ``tools/linear_eval.py`` write them, and the online kNN validation of pre-training writes
+  ``eval/knn.json``), preferring the latest epoch's checkpoint; the kNN cells show the last
+  epoch's number and, for the online kNN, the best validated epoch beside it, labelled
+  ``(best X @ epoch E)`` (the last epoch is the result; the best is not picked);
 * the training-time purity of the last epoch (mean of the logged ``purity``, in %);
 * batch size (per-process batch x number of processes) and epochs from the config and log
   mmengine saved in the work_dir.
@@ -33,7 +36,8 @@ COLUMNS = ('Method', 'Batch Size', 'Epochs', 'Top-1 Linear', 'NN', '20-NN', 'Pur
 
 def _ckpt_order(rec: Dict) -> tuple:
     m = re.search(r'(?:epoch|iter)_(\d+)', str(rec.get('checkpoint') or ''))
-    return (int(m.group(1)) if m else -1, str(rec.get('time', '')))
+    epoch = int(m.group(1)) if m else rec.get('epoch')  # online kNN: the epoch validated
+    return (int(epoch) if isinstance(epoch, (int, float)) else -1, str(rec.get('time', '')))
 
 
 def latest(records: Sequence[Dict], kind: str) -> Optional[Dict]:
@@ -73,6 +77,11 @@ def gather_run(run_dir: str, name: Optional[str] = None) -> Dict:
     if knn:
         row['NN'] = knn['results'].get('1-NN')
         row['20-NN'] = knn['results'].get('20-NN')
+        # online kNN (eval/knn.json): the best validated epoch, shown beside the last one
+        online = latest([r for r in records if r.get('best')], 'knn')
+        best = (online or {}).get('best') or {}
+        row['best'] = {col: (best[name]['value'], best[name]['epoch'])
+                       for col, name in (('NN', '1-NN'), ('20-NN', '20-NN')) if name in best}
     row['fast_linear'] = False
     if lin:
         row['Top-1 Linear'] = lin['results'].get('top1')
@@ -100,12 +109,17 @@ def _fmt(v) -> str:
     return f'{v:.1f}' if isinstance(v, float) else str(v)
 
 
+def _fmt_best(best) -> str:
+    """`` (best 46.0 @ epoch 18)`` beside the last epoch's number; nothing without a best."""
+    return '' if best is None else f' (best {best[0]:.1f} @ epoch {best[1]})'
+
+
 def format_table(rows: List[Dict], paper: bool = False) -> str:
     """Markdown table; ``paper=True`` appends the paper's ImageNet rows for comparison."""
     lines = ['| ' + ' | '.join(COLUMNS) + ' |', '|---|---:|---:|---:|---:|---:|---:|']
     for r in rows:
         cells = [_fmt(r[c]) + ('*' if c == 'Top-1 Linear' and r.get('fast_linear') else '')
-                 for c in COLUMNS]
+                 + _fmt_best((r.get('best') or {}).get(c)) for c in COLUMNS]
         lines.append('| ' + ' | '.join(cells) + ' |')
     if paper:
         for method, batch, epochs, lin, nn1, nn20 in PAPER_ROWS:

@@ -17,7 +17,7 @@ from typing import Mapping
 
 import torch
 
-from .backbone_weights import select_prefix
+from .checkpoint import select_prefix
 
 
 def backbone_state(state: Mapping[str, torch.Tensor],

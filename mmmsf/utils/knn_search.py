@@ -244,7 +244,7 @@ def faiss_knn(query: torch.Tensor, keys: torch.Tensor, k: int,
         raise ValueError(f'k={k} > number of keys {keys.shape[0]}: lower k.')
     if query.is_cuda and hasattr(faiss, 'StandardGpuResources'):
         import faiss.contrib.torch_utils  # noqa: F401  (lets faiss take torch CUDA tensors)
-        res = _gpu_resources()
+        res = gpu_resources()
         kb = keys.detach().contiguous()
         q = query.detach().to(kb.dtype).contiguous()
         sim, idx = faiss.knn_gpu(res, q, kb, k, metric=faiss.METRIC_INNER_PRODUCT)
@@ -297,7 +297,8 @@ def gpu_search_available() -> bool:
 _RES = None
 
 
-def _gpu_resources():
+def gpu_resources():
+    """One ``faiss.StandardGpuResources`` per process (GPU scratch memory, streams)."""
     global _RES
     if _RES is None:
         import faiss

@@ -1,22 +1,11 @@
-"""Reading mmmsf checkpoints safely and extracting the backbone."""
+"""Extracting the backbone of an mmmsf checkpoint (reading: :mod:`mmmsf.utils.checkpoint`)."""
 from collections import OrderedDict
-from typing import Dict
 
 import torch
 
-from .checkpoint import allow_mmengine_checkpoints
+from .checkpoint import load_state_dict
 
-
-def load_state_dict(path: str) -> Dict[str, torch.Tensor]:
-    """The model state dict of a checkpoint (mmengine's ``state_dict`` entry or a bare dict),
-    read with torch's safe loading."""
-    allow_mmengine_checkpoints()
-    ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict):
-        raise ValueError(f'{path} holds no state dict.')
-    return OrderedDict((k[len('module.'):] if k.startswith('module.') else k, v)
-                       for k, v in state.items())
+__all__ = ['extract_backbone', 'load_state_dict']
 
 
 def extract_backbone(src: str, dst: str, prefix: str = 'backbone.') -> int:

@@ -20,7 +20,7 @@ def load_rank_counts(work_dir: str, out_dir: str = 'constrained_ranks') -> Dict[
     if not files:
         raise FileNotFoundError(
             f'no rank histograms in {osp.join(work_dir, out_dir)!r}: train CMSF with '
-            "ConstrainedRankHook in custom_hooks (its selector must publish 'constrained_ranks').")
+            "ConstrainedRankHook in custom_hooks (CMSF with rank_stats=True publishes the ranks).")
     out = {}
     for f in files:
         with np.load(f) as d:

@@ -57,3 +57,22 @@ def scalar_per_epoch(records: List[Dict], key: str) -> Tuple[np.ndarray, np.ndar
         raise KeyError(f'no logged scalar {key!r}; the run logged {keys}.')
     epochs = np.array(sorted(sums))
     return epochs, np.array([float(np.mean(sums[e])) for e in epochs])
+
+
+def load_val_scalars(work_dir: str) -> List[Dict]:
+    """Validation records (``step`` = the epoch validated, no ``loss``), one per epoch, in epoch
+    order, e.g. ``{"knn/top1@1": 31.2, "knn/top1@20": 35.0, "step": 3}``; an epoch logged
+    twice (a resumed run validating again) keeps its latest record."""
+    by_epoch: Dict[int, Dict] = {}
+    for path in scalar_files(work_dir):
+        with open(path) as f:
+            for ln_no, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ValueError(f'{path}:{ln_no} is not valid JSON ({e}).') from None
+                if 'loss' not in rec and 'iter' not in rec and 'step' in rec:
+                    by_epoch[int(rec['step'])] = rec
+    return [by_epoch[e] for e in sorted(by_epoch)]

@@ -1,7 +1,8 @@
 """Epoch-wise t-SNE of L2-normalised embeddings of a few classes (MSF paper Table 2, right).
 
 Embeddings come from the run's snapshots (:class:`~mmmsf.engine.hooks.NeighbourSnapshotHook`,
-``save_embeddings=True``) or from checkpoints (:func:`embeddings_from_checkpoint`).
+``save_embeddings=True``) or from checkpoints
+(:func:`mmmsf.apis.evaluate.embeddings_from_checkpoint`).
 """
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -87,20 +88,3 @@ def plot_tsne(work_dir: str, out_file: str, epochs: Optional[Sequence[int]] = No
     names = snaps[0].get('classes')
     names = {i: str(n) for i, n in enumerate(names)} if names is not None and len(names) else None
     return plot_tsne_panels(panels, out_file, names, seed=seed, max_iter=max_iter)
-
-
-def embeddings_from_checkpoint(cfg, checkpoint: Optional[str],
-                               dataloader_key: str = 'knn_test_dataloader'):
-    """L2-normalised backbone features and labels of a config's dataset for one checkpoint."""
-    import copy
-
-    from mmengine.runner import Runner
-
-    from mmmsf.apis.evaluate import build_model
-    from mmmsf.evaluation.feature_extraction import extract_features
-    if dataloader_key not in cfg:
-        raise KeyError(f'the config has no {dataloader_key!r} to embed.')
-    model = build_model(cfg, checkpoint)
-    loader = Runner.build_dataloader(copy.deepcopy(cfg[dataloader_key]), seed=0)
-    feats, labels = extract_features(model, loader, normalize=True)
-    return feats.numpy(), labels.numpy()

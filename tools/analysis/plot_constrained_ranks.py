@@ -2,8 +2,8 @@
 "Histogram of constrained samples"), as a PNG.
 
     python tools/analysis/plot_constrained_ranks.py WORK_DIR [--epochs 1 50 200] --out r.png
-Needs <work_dir>/constrained_ranks/epoch_XXXX.npz from ConstrainedRankHook; the constrained
-selector publishes the ranks under the message-hub key 'constrained_ranks' (see
+Needs <work_dir>/constrained_ranks/epoch_XXXX.npz from ConstrainedRankHook; CMSF publishes the
+ranks under the message-hub key 'constrained_ranks' (see
 mmmsf/engine/hooks/constrained_rank_hook.py).
 """
 import argparse

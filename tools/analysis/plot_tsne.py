@@ -11,7 +11,8 @@ import os.path as osp
 
 import numpy as np
 
-from mmmsf.visualization import embeddings_from_checkpoint, plot_tsne, plot_tsne_panels
+from mmmsf.apis.evaluate import embeddings_from_checkpoint
+from mmmsf.visualization import plot_tsne, plot_tsne_panels
 from mmmsf.visualization.tsne import pick_classes
 
 

@@ -6,6 +6,10 @@ configs/benchmarks/detection/faster-rcnn_r18-c4_tiny-voc_cpu.py reads.
 """
 import argparse
 
+from mmmsf.utils import require_detection_stack
+
+require_detection_stack()  # one line naming the install command, before mmdet is imported
+
 from mmmsf.detection import make_tiny_voc
 
 

@@ -12,7 +12,7 @@ out on purpose (--drop KEY), e.g. CMSF-2Q's per-image ``pool`` and ``pool_qindex
 import argparse
 import json
 
-from mmengine.config import DictAction
+from mmmsf.apis.config import DictAction
 
 from mmmsf.apis.convert import convert_authors_checkpoint
 

@@ -30,7 +30,14 @@ train_dataloader = dict(
     dataset=dict(type='ImageFolder', data_root=data_root, data_prefix='train',
                  pipeline=train_pipeline),
 )
-test_pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
+# Resize the short edge and crop the centre (as the paper's 256 / 224 for ImageNet), so images
+# of other sizes evaluate too; a no-op on the 32 px images.
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(1 << 20, 32), keep_ratio=True),
+    dict(type='CenterCrop', crop_size=32),
+    dict(type='PackInputs'),
+]
 knn_train_dataloader = dict(
     batch_size=256, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(type='ImageFolder', data_root=data_root, data_prefix='train',
@@ -40,3 +47,14 @@ knn_test_dataloader = dict(
     dataset=dict(type='ImageFolder', data_root=data_root, data_prefix='test',
                  pipeline=test_pipeline))
 knn_cfg = dict(ks=(1, 20), weighted=False)
+# Online kNN validation during pre-training (mmmsf.engine.runner.KNNValLoop): every
+# train_cfg.val_interval epochs the frozen online backbone embeds the memory set
+# (knn_train_dataloader) and the query set (val_dataloader) and logs knn/top1@1, knn/top1@20,
+# the numbers tools/knn_eval.py prints for that epoch's checkpoint. Off: tools/train.py
+# --no-validate.
+val_dataloader = dict(
+    batch_size=256, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(type='ImageFolder', data_root=data_root, data_prefix='test',
+                 pipeline=test_pipeline))
+val_evaluator = dict(type='KNNAccuracy', ks=knn_cfg['ks'], weighted=knn_cfg['weighted'])
+val_cfg = dict(type='KNNValLoop')

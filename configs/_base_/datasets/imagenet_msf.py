@@ -49,3 +49,13 @@ knn_test_dataloader = dict(
     dataset=dict(type='ImageFolder', data_root=data_root, data_prefix='val',
                  pipeline=test_pipeline))
 knn_cfg = dict(ks=(1, 20), weighted=False)
+# Online kNN validation during pre-training (mmmsf.engine.runner.KNNValLoop, every
+# train_cfg.val_interval epochs): the val split votes among a class-balanced 10% of the
+# training images (128 per class), searched exactly with faiss (on the GPU where present).
+# Off: tools/train.py --no-validate.
+val_dataloader = dict(
+    batch_size=256, num_workers=8, sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(type='ImageFolder', data_root=data_root, data_prefix='val',
+                 pipeline=test_pipeline))
+val_evaluator = dict(type='KNNAccuracy', ks=knn_cfg['ks'], weighted=knn_cfg['weighted'])
+val_cfg = dict(type='KNNValLoop', memory_subset=dict(fraction=0.1, seed=0))

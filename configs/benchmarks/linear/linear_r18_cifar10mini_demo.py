@@ -20,7 +20,14 @@ train_pipeline = [
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
-test_pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
+# Resize the short edge and crop the centre (as the paper's 256 / 224 for ImageNet), so images
+# of other sizes evaluate too; a no-op on the 32 px images.
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(1 << 20, 32), keep_ratio=True),
+    dict(type='CenterCrop', crop_size=32),
+    dict(type='PackInputs'),
+]
 train_dataloader = dict(
     batch_size=256, num_workers=2, persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=True),

@@ -1,17 +1,16 @@
 """Histogram of the ranks of CMSF's constrained neighbours (CMSF paper, "Histogram of
 constrained samples"), saved every few epochs.
 
-Contract with the constrained selectors (the only thing they must do)::
+Contract with the model: :class:`~mmmsf.models.algorithms.CMSF` (``rank_stats=True``) calls::
 
-    from mmengine.logging import MessageHub
-    MessageHub.get_current_instance().update_info(
-        'constrained_ranks', ranks, resumed=False)
+    MessageHub.get_current_instance().update_info(RANKS_INFO_KEY, ranks, resumed=False)
 
-at every training step, where ``ranks`` is a LongTensor (any shape, any device) holding, for
-each neighbour picked by the *constrained* search of a *constrained* query, its 1-based rank in
-the *unconstrained* order of the whole memory bank by similarity to that query (rank 1 = the
-nearest entry, i.e. the query itself; rank r = r-1 bank entries are nearer). Entries <= 0 are
-ignored (use them for padding or unconstrained queries).
+at every training step (``RANKS_INFO_KEY = 'constrained_ranks'``, defined next to the writer in
+``mmmsf/models/algorithms/cmsf.py``), where ``ranks`` is a LongTensor (any shape, any device)
+holding, for each neighbour picked by the *constrained* search of a *constrained* query, its
+1-based rank in the *unconstrained* order of the whole memory bank by similarity to that query
+(rank 1 = the nearest entry, i.e. the query itself; rank r = r-1 bank entries are nearer).
+Entries <= 0 are ignored (use them for padding or unconstrained queries).
 
 The hook sums the ranks of every step of a recorded epoch (over all ranks of a multi-process
 run) and writes ``<work_dir>/<out_dir>/epoch_XXXX.npz`` with ``counts`` (``counts[r]`` = number
@@ -26,9 +25,8 @@ import torch
 from mmengine.dist import all_gather_object, get_world_size, is_main_process
 from mmengine.hooks import Hook
 
+from mmmsf.models.algorithms.cmsf import RANKS_INFO_KEY as RANKS_KEY
 from mmmsf.registry import HOOKS
-
-RANKS_KEY = 'constrained_ranks'
 
 
 @HOOKS.register_module()

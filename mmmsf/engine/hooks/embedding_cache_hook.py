@@ -1,12 +1,8 @@
 """Allocates CMSF's per-image embedding cache for the training set and reports its size."""
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 
 from mmmsf.registry import HOOKS
-
-
-def unwrap(runner):
-    return runner.model.module if is_model_wrapper(runner.model) else runner.model
+from mmmsf.utils.misc import get_ori_model
 
 
 @HOOKS.register_module()
@@ -22,7 +18,7 @@ class EmbeddingCacheHook(Hook):
 
     @staticmethod
     def cache(runner):
-        cache = getattr(unwrap(runner), 'embedding_cache', None)
+        cache = getattr(get_ori_model(runner.model), 'embedding_cache', None)
         if cache is None:
             raise ValueError('EmbeddingCacheHook needs a model with an embedding cache: set '
                              "model.embedding_cache=dict(type='EmbeddingCache') (CMSF).")

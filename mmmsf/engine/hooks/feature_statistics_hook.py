@@ -12,9 +12,9 @@ from typing import Optional
 import torch
 from mmengine.dist import all_reduce, barrier, get_rank, get_world_size
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 
 from mmmsf.registry import HOOKS
+from mmmsf.utils.misc import get_ori_model
 
 
 @HOOKS.register_module()
@@ -37,7 +37,7 @@ class FeatureStatisticsHook(Hook):
         self.dataloader, self.cache_file = dataloader, cache_file
 
     def before_train(self, runner) -> None:
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model = get_ori_model(runner.model)
         std = model.standardizer
         if std.ready:
             runner.logger.info(f'feature statistics: from the checkpoint ({int(std.num_samples)} '
@@ -85,7 +85,7 @@ class FeatureStatisticsHook(Hook):
         n = torch.zeros((), dtype=torch.float64, device=device)
         for batch in loader:
             data = model.data_preprocessor(batch, False)
-            f = model.standardizer.normalize(model.extract_feat(model._first_view(data['inputs'])))
+            f = model.standardizer.normalize(model.features(data['inputs']))
             f = f.double()
             sums += f.sum(0)
             sq += (f * f).sum(0)

@@ -21,7 +21,7 @@ from mmengine.hooks import Hook
 
 from mmmsf.registry import HOOKS
 from mmmsf.utils.knn_search import faiss_kmeans_assign
-from .embedding_cache_hook import unwrap
+from mmmsf.utils.misc import get_ori_model
 
 
 @HOOKS.register_module()
@@ -53,20 +53,19 @@ class KMeansClusterHook(Hook):
 
     @staticmethod
     def _parts(model):
-        selector = getattr(model, 'constrained_selector', None)
-        if selector is None or not hasattr(selector, 'set_cluster_ids'):
+        if not hasattr(model, 'constraint'):
             raise ValueError('KMeansClusterHook needs a CMSF model with '
                              "constrained_selector=dict(type='KMeansSelector').")
-        cache = getattr(model, 'embedding_cache', None)
-        if cache is None:
-            raise ValueError('KMeansClusterHook needs the embedding cache: set '
-                             "model.embedding_cache=dict(type='EmbeddingCache') and add "
-                             "dict(type='EmbeddingCacheHook') to custom_hooks.")
-        return selector, cache
+        return model.constraint('kmeans', user='KMeansClusterHook')
 
     def before_run(self, runner) -> None:
-        selector, _ = self._parts(unwrap(runner))
-        selector.allocate_per_image('cluster_ids', len(runner.train_dataloader.dataset), -1)
+        selector, _ = self._parts(get_ori_model(runner.model))
+        num_images = len(runner.train_dataloader.dataset)
+        if self.num_clusters > num_images:  # found now, not after the first epoch
+            raise ValueError(f'KMeansClusterHook num_clusters={self.num_clusters} is more than '
+                             f'the {num_images} training images: lower num_clusters (at most '
+                             'the number of images).')
+        selector.allocate_per_image('cluster_ids', num_images, -1)
 
     @torch.no_grad()
     def cluster(self, model) -> torch.Tensor:
@@ -88,7 +87,7 @@ class KMeansClusterHook(Hook):
         if not self.every_n_epochs(runner, self.interval):
             return
         t0 = time.time()
-        ids = self.cluster(unwrap(runner))
+        ids = self.cluster(get_ori_model(runner.model))
         seconds = time.time() - t0
         clustered = ids[ids >= 0]
         sizes = torch.bincount(clustered, minlength=self.num_clusters) if clustered.numel() \

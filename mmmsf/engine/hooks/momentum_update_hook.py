@@ -2,9 +2,9 @@
 import math
 
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 
 from mmmsf.registry import HOOKS
+from mmmsf.utils.misc import get_ori_model
 
 
 @HOOKS.register_module()
@@ -32,7 +32,7 @@ class MomentumUpdateHook(Hook):
         return self.end - (self.end - self.base) * (math.cos(math.pi * cur_iter / max_iters) + 1) / 2
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model = get_ori_model(runner.model)
         m = self.momentum_at(runner.iter, runner.max_iters)
         model.momentum_update(m)
         runner.message_hub.update_scalar('train/momentum', m)

@@ -28,9 +28,9 @@ import numpy as np
 import torch
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 
 from mmmsf.registry import HOOKS
+from mmmsf.utils.misc import get_ori_model
 
 
 @HOOKS.register_module()
@@ -113,7 +113,6 @@ class NeighbourSnapshotHook(Hook):
     @torch.no_grad()
     def embed_pool(self, model, loader) -> torch.Tensor:
         """(P, D) L2-normalised embeddings of the pool (model in eval mode, no collectives)."""
-        import torch.nn.functional as F
         was_training = model.training
         model.eval()
         feats, idx = [], []
@@ -121,11 +120,7 @@ class NeighbourSnapshotHook(Hook):
             data = model.data_preprocessor(batch, False)
             x = data['inputs']
             x = x[0] if isinstance(x, (list, tuple)) else x
-            if self.embedding == 'backbone':
-                f = model.extract_feat(x)
-            else:
-                f = model.target_neck(model.target_backbone(x))
-            feats.append(F.normalize(f.float(), dim=1).cpu())
+            feats.append(model.embed(x, self.embedding).cpu())
             idx += [int(ds.metainfo['sample_idx']) for ds in data['data_samples']]
         model.train(was_training)
         if idx != self.pool_index.tolist():
@@ -134,7 +129,7 @@ class NeighbourSnapshotHook(Hook):
 
     def snapshot(self, runner, epoch: int) -> Optional[str]:
         """Embed the pool and save the neighbours of the queries (rank 0 writes)."""
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model = get_ori_model(runner.model)
         emb = self.embed_pool(model, self._pool_loader(runner))
         q = torch.as_tensor(self.query_pos)
         sims = emb[q] @ emb.T

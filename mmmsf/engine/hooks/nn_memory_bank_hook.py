@@ -1,9 +1,10 @@
-"""Owner of the NN memory bank's life cycle: checks at start, statistics, checkpoint checks."""
+"""Checks and statistics of the NN memory bank (the model owns it and writes it each step):
+checks at start, logged fill and pointer, checkpoint shape check."""
 from mmengine.dist import get_world_size
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 
 from mmmsf.registry import HOOKS
+from mmmsf.utils.misc import get_ori_model
 
 
 @HOOKS.register_module()
@@ -30,7 +31,7 @@ class NNMemoryBankHook(Hook):
 
     @staticmethod
     def _model(runner):
-        return runner.model.module if is_model_wrapper(runner.model) else runner.model
+        return get_ori_model(runner.model)
 
     def before_run(self, runner) -> None:
         model = self._model(runner)

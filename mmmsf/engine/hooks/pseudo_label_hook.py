@@ -14,18 +14,17 @@ embedding, on rank 0; the weights are broadcast to every rank and installed in t
 :class:`~mmmsf.models.selectors.PseudoLabelSelector`, whose threshold decides which unlabelled
 queries get a constraint. The classifier is part of the model, hence of every checkpoint.
 """
-import copy
 import os.path as osp
 import time
 from typing import Dict, List, Optional
 
 import torch
-import torch.nn.functional as F
 from mmengine.dist import broadcast, get_rank
 from mmengine.hooks import Hook
 
+from mmmsf.datasets.label_subset import read_subset_list
 from mmmsf.registry import HOOKS
-from .embedding_cache_hook import unwrap
+from mmmsf.utils.misc import get_ori_model
 
 
 def read_labelled_list(path: str, dataset, data_root: Optional[str] = None) -> List[int]:
@@ -43,8 +42,7 @@ def read_labelled_list(path: str, dataset, data_root: Optional[str] = None) -> L
         rel = osp.relpath(img, root).replace('\\', '/') if root else img
         by_rel[rel] = i
         by_name.setdefault(osp.basename(img), []).append(i)
-    with open(path) as f:
-        entries = [ln.split()[0] for ln in f if ln.strip() and not ln.startswith('#')]
+    entries = [rel for _, rel, _ in read_subset_list(path)]
     if not entries:
         raise ValueError(f'labelled subset list {path!r} is empty.')
     found, missing = [], []
@@ -92,16 +90,10 @@ class PseudoLabelHook(Hook):
 
     @staticmethod
     def _parts(model):
-        selector = getattr(model, 'constrained_selector', None)
-        if selector is None or not hasattr(selector, 'load_classifier'):
+        if not hasattr(model, 'constraint'):
             raise ValueError('PseudoLabelHook needs a CMSF model with '
                              "constrained_selector=dict(type='PseudoLabelSelector').")
-        cache = getattr(model, 'embedding_cache', None)
-        if cache is None:
-            raise ValueError('PseudoLabelHook needs the embedding cache: set '
-                             "model.embedding_cache=dict(type='EmbeddingCache') and add "
-                             "dict(type='EmbeddingCacheHook') to custom_hooks.")
-        return selector, cache
+        return model.constraint('pseudo_label', user='PseudoLabelHook')
 
     def set_labelled(self, model, dataset) -> None:
         """Read the list, keep the labelled indices/labels, mark them in the selector."""
@@ -122,7 +114,7 @@ class PseudoLabelHook(Hook):
 
     def before_run(self, runner) -> None:
         dataset = runner.train_dataloader.dataset
-        self.set_labelled(unwrap(runner), dataset)
+        self.set_labelled(get_ori_model(runner.model), dataset)
         runner.logger.info(f'semi-supervised CMSF: {len(self.labelled)} labelled images '
                            f'({100 * len(self.labelled) / len(dataset):.1f}% of {len(dataset)}) '
                            f'from {self.labelled_list}')
@@ -146,8 +138,9 @@ class PseudoLabelHook(Hook):
             x, y = emb[valid], self.labels.to(device)[valid]
             if x.shape[0] >= 2:
                 seed = self.seed + self.rounds if seed is None else seed
-                clf, acc, loss = self._fit(selector.classifier, x, y, seed)
-                state = clf.state_dict()
+                state, acc, loss = selector.fit(
+                    x, y, epochs=self.epochs, lr=self.lr, momentum=self.momentum,
+                    weight_decay=self.weight_decay, batch_size=self.batch_size, seed=seed)
                 stats = torch.tensor([x.shape[0], acc, loss], dtype=torch.float64)
         broadcast(stats, src=0)
         if stats[0] < 2:
@@ -159,38 +152,10 @@ class PseudoLabelHook(Hook):
         self.rounds += 1
         return dict(samples=float(stats[0]), train_acc=float(stats[1]), loss=float(stats[2]))
 
-    def _fit(self, classifier: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int):
-        clf = copy.deepcopy(classifier)
-        for p in clf.parameters():
-            p.requires_grad = True
-        clf.train()
-        opt = torch.optim.SGD(clf.parameters(), lr=self.lr, momentum=self.momentum,
-                              weight_decay=self.weight_decay)
-        gen = torch.Generator().manual_seed(seed)
-        n = x.shape[0]
-        loss = torch.zeros(())
-        with torch.enable_grad():
-            for _ in range(self.epochs):
-                order = torch.randperm(n, generator=gen).to(x.device)
-                for start in range(0, n, self.batch_size):
-                    batch = order[start:start + self.batch_size]
-                    if batch.numel() < 2:  # BN needs two samples
-                        continue
-                    loss = F.cross_entropy(clf(x[batch]), y[batch])
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
-        clf.eval()
-        with torch.no_grad():
-            acc = (clf(x).argmax(dim=1) == y).float().mean()
-        for p in clf.parameters():
-            p.requires_grad = False
-        return clf, float(acc), float(loss.detach())
-
     def _round(self, runner, when: str) -> None:
         t0 = time.time()
         # seeded by the iteration, so a resumed run trains exactly as the uninterrupted one
-        stats = self.train_classifier(unwrap(runner), seed=self.seed + runner.iter)
+        stats = self.train_classifier(get_ori_model(runner.model), seed=self.seed + runner.iter)
         if 'train_acc' not in stats:
             runner.logger.info(f'pseudo-label classifier ({when}): no cached labelled '
                                'embedding yet, not trained')

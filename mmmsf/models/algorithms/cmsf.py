@@ -6,12 +6,14 @@ memory bank M. CMSF searches a constrained subset C of M instead, to reach far-a
 that are still of the query's class (paper §3). One step::
 
     u = target(x_t), v = online(x_o)                    # as MSF
-    side = index, label (+ u' of a third view, or u's previous-visit embedding, if asked for)
-    M.enqueue(all_gather(u))
-    constrained_selector.after_enqueue(...)             # e.g. M' slots, per-slot labels
-    cache[index] = u                                    # per-image latest target embedding
-    idx_u = top-k of u in M                             # MSF's selector
+    side = index, label (+ u' of a third view, or u's previous-visit embedding, if asked for,
+                         + what the selector derives once per step, e.g. pseudo-labels)
+    slots = M.enqueue(all_gather(u))
+    after_enqueue(slots, u, side):
+        constrained_selector.after_enqueue(...)         # e.g. M' slots, per-slot labels
+        cache[index] = u                                # per-image latest target embedding
     idx_c = top-k of u in C                             # the constrained selector
+    idx_u = top-k of u in M                             # MSF's selector
     loss = w_c * L(v, M[idx_c]) + w_u * L(v, M[idx_u])  # L: MSF's Eq. 2
 
 Self-supervised variants (CMSF-KM, CMSF-2Q) average both terms (w_c = w_u = 0.5, authors'
@@ -32,19 +34,25 @@ neighbour ranks are also published every step as the message-hub info ``constrai
 (1-based; 0 for unconstrained queries), which :class:`~mmmsf.engine.hooks.ConstrainedRankHook`
 turns into per-epoch histograms.
 """
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import torch
-from mmengine.dist import get_rank, get_world_size
+import torch.nn as nn
+from mmengine.dist import get_rank
 from mmengine.logging import MessageHub
 
 from mmmsf.registry import MODELS
 from mmmsf.utils.knn_search import unconstrained_ranks
 from mmmsf.utils.sharding import all_gather_rows
 from ..selectors import SelectorOutput
-from .msf import MSF
+from .msf import MSF, target_std
 
+#: Message-hub info key of the per-step constrained-neighbour ranks (written here, read by
+#: :class:`~mmmsf.engine.hooks.ConstrainedRankHook`).
 RANKS_INFO_KEY = 'constrained_ranks'
+#: Constraints maintained by hooks: kind -> (selector type, the method the hook calls).
+CONSTRAINT_KINDS = {'kmeans': ('KMeansSelector', 'set_cluster_ids'),
+                    'pseudo_label': ('PseudoLabelSelector', 'fit')}
 SIDE_PROVIDED = ('sample_idx', 'labels', 'extra_view_target', 'previous_target',
                  'previous_valid')
 
@@ -113,6 +121,23 @@ class CMSF(MSF):
                              "and add dict(type='EmbeddingCacheHook') to custom_hooks.")
         self._requires = requires
 
+    # ------------------------------------------------------------------ for the hooks
+    def constraint(self, kind: str, user: str = 'this hook') -> Tuple[nn.Module, nn.Module]:
+        """(constrained selector, embedding cache) for a hook that maintains the constraint
+        ``kind`` (``'kmeans'``: cluster ids; ``'pseudo_label'``: the pseudo-labeller), or one
+        clear error naming what ``user`` needs in the config."""
+        if kind not in CONSTRAINT_KINDS:
+            raise KeyError(f'CMSF.constraint({kind!r}): use one of {sorted(CONSTRAINT_KINDS)}.')
+        selector_type, method = CONSTRAINT_KINDS[kind]
+        if not hasattr(self.constrained_selector, method):
+            raise ValueError(f'{user} needs a CMSF model with '
+                             f"constrained_selector=dict(type='{selector_type}').")
+        if self.embedding_cache is None:
+            raise ValueError(f'{user} needs the embedding cache: set '
+                             "model.embedding_cache=dict(type='EmbeddingCache') and add "
+                             "dict(type='EmbeddingCacheHook') to custom_hooks.")
+        return self.constrained_selector, self.embedding_cache
+
     # ------------------------------------------------------------------ side information
     def extra_side_info(self, inputs, u: torch.Tensor, side: dict) -> Dict[str, torch.Tensor]:
         out: Dict[str, torch.Tensor] = {}
@@ -124,37 +149,52 @@ class CMSF(MSF):
         if 'previous_target' in self._requires:
             prev, valid = self.embedding_cache.get(side['sample_idx'], device=u.device)
             out['previous_target'], out['previous_valid'] = prev, valid
+        step_inputs = getattr(self.constrained_selector, 'step_inputs', None)
+        if step_inputs is not None:
+            out.update(step_inputs(u, **side, **out))
         return out
 
-    # ------------------------------------------------------------------ losses
-    def written_slots(self, local_batch: int) -> torch.Tensor:
-        """Slots the step's all-gathered targets went to (contiguous: K % global batch = 0)."""
+    # ------------------------------------------------------------------ the step
+    @torch.no_grad()
+    def after_enqueue(self, slots: torch.Tensor, u: torch.Tensor,
+                      side: Dict[str, torch.Tensor]) -> None:
+        """Keep the selector's state (M', per-slot labels) and the embedding cache in step with
+        the bank ``slots`` this step's all-gathered targets were written to."""
         bank = self.memory_bank
-        n = local_batch * get_world_size()
-        ptr = bank.write_pointer if hasattr(bank, 'write_pointer') else int(bank.ptr)
-        end = ptr or bank.size
-        return torch.arange(end - n, end, device=bank.bank.device)
-
-    def mean_shift_losses(self, u: torch.Tensor, v: torch.Tensor,
-                          side: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        bank = self.memory_bank
-        slots = self.written_slots(u.shape[0])
         if hasattr(self.constrained_selector, 'after_enqueue'):
             self.constrained_selector.after_enqueue(bank, slots, u, **side)
         if self.embedding_cache is not None:
             emb, sample_idx = bank.read_written(slots)
             self.embedding_cache.update(sample_idx, emb)
-        con = self.constrained_selector(u, bank, self.topk, **side)
-        unc = self.selector(u, bank, self.topk, **side)
+
+    def select_neighbours(self, u: torch.Tensor,
+                          side: Dict[str, torch.Tensor]) -> Dict[str, SelectorOutput]:
+        """``'constrained'``: top-k of u in C; ``'unconstrained'``: MSF's top-k in M."""
+        bank = self.memory_bank
+        return dict(constrained=self.constrained_selector(u, bank, self.topk, **side),
+                    unconstrained=self.selector(u, bank, self.topk, **side))
+
+    def mean_shift_losses(self, v: torch.Tensor,
+                          neighbours: Dict[str, SelectorOutput]) -> Dict[str, torch.Tensor]:
+        """``w_c * L(v, M[idx_c])`` and ``w_u * L(v, M[idx_u])`` (each term only if its weight
+        is > 0); losses only, no state change."""
+        bank = self.memory_bank
         losses: Dict[str, torch.Tensor] = {}
         if self.w_constrained > 0:
             losses['loss_constrained'] = self.w_constrained * self.loss_module(
-                v, bank.get(con.indices))
+                v, bank.get(neighbours['constrained'].indices))
         if self.w_unconstrained > 0:
             losses['loss_unconstrained'] = self.w_unconstrained * self.loss_module(
-                v, bank.get(unc.indices))
-        losses.update(self.constraint_stats(u, con, unc, side['labels']))
+                v, bank.get(neighbours['unconstrained'].indices))
         return losses
+
+    @torch.no_grad()
+    def step_stats(self, u: torch.Tensor, neighbours: Dict[str, SelectorOutput],
+                   side: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        out = self.constraint_stats(u, neighbours['constrained'], neighbours['unconstrained'],
+                                    side['labels'])
+        out['target_std'] = target_std(u)
+        return out
 
     # ------------------------------------------------------------------ statistics
     @torch.no_grad()
@@ -181,7 +221,11 @@ class CMSF(MSF):
     @torch.no_grad()
     def constraint_stats(self, u: torch.Tensor, con: SelectorOutput, unc: SelectorOutput,
                          labels: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """Purities, constrained fraction, |C| < k share, ranks (see the module docstring)."""
+        """Purities, constrained fraction, |C| < k share, ranks (see the module docstring).
+
+        With ``rank_stats`` the per-neighbour ranks are also published as the message-hub info
+        :data:`RANKS_INFO_KEY`, read by :class:`~mmmsf.engine.hooks.ConstrainedRankHook`.
+        """
         out = self.neighbour_stats(con, labels)
         out.update(self.neighbour_stats(unc, labels, prefix='unconstrained_'))
         constrained = con.constrained

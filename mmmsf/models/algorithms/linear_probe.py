@@ -96,12 +96,16 @@ class LinearProbe(BaseModel):
             return inputs[0]
         return inputs
 
+    def features(self, inputs) -> torch.Tensor:
+        """Backbone features (not standardised) of a preprocessed batch: the first view of
+        multi-view inputs, or the pre-computed features themselves."""
+        return self.extract_feat(self._first_view(inputs))
+
     def logits(self, inputs) -> torch.Tensor:
         if self.head is None:
             raise RuntimeError('this LinearProbe has no head (num_classes=None): it only '
                                'extracts features.')
-        feats = self.extract_feat(self._first_view(inputs))
-        return self.head(self.standardizer(feats))
+        return self.head(self.standardizer(self.features(inputs)))
 
     def forward(self, inputs, data_samples: Optional[List[BaseDataElement]] = None,
                 mode: str = 'tensor'):

@@ -1,10 +1,11 @@
 """MSF: Mean Shift for self-supervised learning (Koohpayegani, Tejankar, Pirsiavash, ICCV 2021).
 
-One step (reference code order, paper Alg. 1)::
+One step (reference code order, paper Alg. 1), all of it in :meth:`MSF.loss`::
 
     u = normalize(target_proj(target_backbone(x_target)))      # EMA encoder, no grad
     v = normalize(predictor(proj(backbone(x_online))))          # online encoder
-    bank.enqueue(all_gather(u))                                 # so u is its own neighbour #1
+    slots = bank.enqueue(all_gather(u))                         # so u is its own neighbour #1
+    after_enqueue(slots, u, side)                               # no-op (CMSF: M', labels, cache)
     idx = selector(u, bank, k)                                  # top-k (MSF) or constrained (CMSF)
     loss = mean_b (1/k) sum_j ||v_b - bank[idx_bj]||^2          # Eq. 2
 
@@ -132,6 +133,19 @@ class MSF(BaseModel):
             u = self.target_neck(self.target_backbone(x))
         return F.normalize(u.float(), dim=1)
 
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor, which: str = 'backbone') -> torch.Tensor:
+        """L2-normalised float32 embedding of ``x`` for analysis (no ShuffleBN, no collective):
+        ``'backbone'``: the pooled online-backbone feature (what kNN uses); ``'target'``: the
+        target projection, the space of the memory bank."""
+        if which == 'backbone':
+            f = self.extract_feat(x)
+        elif which == 'target':
+            f = self.target_neck(self.target_backbone(x))
+        else:
+            raise KeyError(f"MSF.embed which={which!r}: 'backbone' or 'target'.")
+        return F.normalize(f.float(), dim=1)
+
     def online_embed(self, x: torch.Tensor) -> torch.Tensor:
         """L2-normalised online prediction ``v``."""
         return F.normalize(self.predictor(self.neck(self.backbone(x))).float(), dim=1)
@@ -168,27 +182,43 @@ class MSF(BaseModel):
         if len(inputs) <= max(self.target_view, self.online_view):
             raise ValueError(f'MSF needs at least {max(self.target_view, self.online_view) + 1} '
                              f'views, got {len(inputs)}: use MultiView in the train pipeline.')
-        u = self.target_embed(inputs[self.target_view])
-        v = self.online_embed(inputs[self.online_view])
-        side = self.side_info(data_samples, u.shape[0], u.device)
-        side.update(self.extra_side_info(inputs, u, side))
-        self.memory_bank.enqueue(u, side['labels'], side['sample_idx'])
-        losses = self.mean_shift_losses(u, v, side)
-        # collapse monitor: per-dimension std of the unit targets (1/sqrt(D) if spread, 0 if
-        # collapsed to one point)
-        losses['target_std'] = u.detach().std(dim=0).mean() if u.shape[0] > 1 else u.new_zeros(())
+        u = self.target_embed(inputs[self.target_view])            # target, no grad
+        v = self.online_embed(inputs[self.online_view])            # online prediction
+        side = self.side_info(data_samples, u.shape[0], u.device)  # index, label
+        side.update(self.extra_side_info(inputs, u, side))         # CMSF: the selector's inputs
+        slots = self.memory_bank.enqueue(u, side['labels'], side['sample_idx'])
+        self.after_enqueue(slots, u, side)                         # CMSF: M', slot labels, cache
+        neighbours = self.select_neighbours(u, side)
+        losses = self.mean_shift_losses(v, neighbours)             # Eq. 2
+        losses.update(self.step_stats(u, neighbours, side))
         return losses
 
     def extra_side_info(self, inputs, u: torch.Tensor, side: dict) -> Dict[str, torch.Tensor]:
         """Hook for subclasses (CMSF) that need more side information than index and label."""
         return {}
 
-    def mean_shift_losses(self, u: torch.Tensor, v: torch.Tensor,
-                          side: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        sel = self.selector(u, self.memory_bank, self.topk, **side)
-        losses = dict(loss=self.loss_module(v, self.memory_bank.get(sel.indices)))
-        losses.update(self.neighbour_stats(sel, side['labels']))
-        return losses
+    def after_enqueue(self, slots: torch.Tensor, u: torch.Tensor,
+                      side: Dict[str, torch.Tensor]) -> None:
+        """Called once per step after the (all-gathered) targets went to bank ``slots``."""
+
+    def select_neighbours(self, u: torch.Tensor,
+                          side: Dict[str, torch.Tensor]) -> Dict[str, SelectorOutput]:
+        """The step's neighbour sets by name (MSF: ``'unconstrained'``, the plain top-k)."""
+        return dict(unconstrained=self.selector(u, self.memory_bank, self.topk, **side))
+
+    def mean_shift_losses(self, v: torch.Tensor,
+                          neighbours: Dict[str, SelectorOutput]) -> Dict[str, torch.Tensor]:
+        """Eq. 2 of ``v`` against its neighbours in the bank (losses only, no state change)."""
+        nb = self.memory_bank.get(neighbours['unconstrained'].indices)
+        return dict(loss=self.loss_module(v, nb))
+
+    @torch.no_grad()
+    def step_stats(self, u: torch.Tensor, neighbours: Dict[str, SelectorOutput],
+                   side: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """Logged statistics of the step: purity and the collapse monitor ``target_std``."""
+        out = self.neighbour_stats(neighbours['unconstrained'], side['labels'])
+        out['target_std'] = target_std(u)
+        return out
 
     @torch.no_grad()
     def neighbour_stats(self, sel: SelectorOutput, labels: torch.Tensor,
@@ -207,3 +237,9 @@ class MSF(BaseModel):
             same = (nb_labels == labels[:, None]).float()[has_label]
             out[f'{prefix}purity'] = same.mean()
         return out
+
+
+def target_std(u: torch.Tensor) -> torch.Tensor:
+    """Collapse monitor: per-dimension std of the unit targets, averaged (1/sqrt(D) if spread,
+    0 if collapsed to one point)."""
+    return u.detach().std(dim=0).mean() if u.shape[0] > 1 else u.new_zeros(())

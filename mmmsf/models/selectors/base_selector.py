@@ -2,12 +2,13 @@
 
 A selector receives the step's L2-normalised target embeddings ``query`` (B, D) -- already
 enqueued, so each query is in the bank -- the memory bank, ``k`` and the side information it
-declares in ``requires`` (e.g. ``'labels'``, ``'sample_idx'``, ``'cluster_ids'``), and returns
-the ``k`` bank indices of each query's neighbours within its constrained set C, plus a mask of
+declares in ``requires`` (e.g. ``'labels'``, ``'sample_idx'``, ``'extra_view_target'``), and
+returns the ``k`` bank indices of each query's neighbours within its constrained set C, plus a mask of
 the queries that were actually constrained (the others fell back to the plain top-k).
 
 On a sharded memory bank (``memory_bank.sharded=True`` on several ranks) every rank runs the
-selection on the *all-gathered* queries and side information, so each search is the same
+selection on the *all-gathered* queries and side information (per-query tensors, also those in
+dicts such as the outputs of a selector's ``step_inputs``), so each search is the same
 collective on every rank; each rank then keeps the rows of its own queries. Selector code is the
 same for both banks as long as it reads per-slot data through the bank (``bank.slot_fn``,
 ``bank.count``, ``bank.search``/``bank.search_keys``); per-query extras ((B, ...) tensors)
@@ -17,7 +18,7 @@ To add a selector: write one file with a registered subclass, name it in a confi
 ``model.selector`` (or CMSF's ``model.constrained_selector``); nothing else changes.
 """
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
 
 import torch
 import torch.nn as nn
@@ -57,10 +58,16 @@ class BaseSelector(nn.Module):
         """Select for the all-gathered queries (the same on every rank); keep this rank's."""
         b, world = query.shape[0], get_world_size()
 
-        def per_query(t) -> bool:
-            return isinstance(t, torch.Tensor) and t.dim() >= 1 and t.shape[0] == b
+        def gather(t):
+            # per-query tensors, also inside the dicts of per-step side inputs (e.g. a
+            # selector's ``step_inputs``, computed once on this rank's queries)
+            if isinstance(t, dict):
+                return {name: gather(v) for name, v in t.items()}
+            if isinstance(t, torch.Tensor) and t.dim() >= 1 and t.shape[0] == b:
+                return all_gather_rows(t)
+            return t
 
-        side_all = {name: all_gather_rows(t) if per_query(t) else t for name, t in side.items()}
+        side_all = {name: gather(t) for name, t in side.items()}
         out = self.select(all_gather_rows(query), bank, k, **side_all)
         mine = slice(get_rank() * b, (get_rank() + 1) * b)
         extras = {name: v[mine] if v.dim() >= 1 and v.shape[0] == world * b else v
@@ -69,9 +76,3 @@ class BaseSelector(nn.Module):
 
     def select(self, query: torch.Tensor, bank, k: int, **side) -> SelectorOutput:
         raise NotImplementedError
-
-    @staticmethod
-    def masked_topk(query: torch.Tensor, bank, k: int,
-                    mask: Optional[torch.Tensor]) -> torch.Tensor:
-        """Exact top-k of each query inside ``mask`` (B, K); (B, k) indices."""
-        return bank.search(query, k, mask=mask)[1]

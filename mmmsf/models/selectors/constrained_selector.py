@@ -24,12 +24,14 @@ Rules shared by every constrained selector:
   to its own C, so neighbour #1 is the query itself as in MSF.
 
 State that a selector keeps (a second bank, per-slot labels, per-image cluster ids) lives in
-buffers, so it is saved in checkpoints and restored on resume. Two optional methods let the
+buffers, so it is saved in checkpoints and restored on resume. Optional methods let the
 algorithm keep it in step with the bank: :meth:`bind` (allocate state shaped like the bank, called
-once at build time) and :meth:`after_enqueue` (called each step right after the step's targets
-were written to the bank, with the slots they went to). Per-slot state is held like the bank:
-this rank's slots only when the bank is sharded (``bank.shard``, ``bank.local_slots``,
-``bank.slot_fn``), registered with :meth:`register_sharded` so checkpoints hold it whole.
+once at build time), :meth:`step_inputs` (side information derived from the step's queries,
+computed once per step before the enqueue and passed back to the other two as keywords) and
+:meth:`after_enqueue` (called each step right after the step's targets were written to the bank,
+with the slots they went to). Per-slot state is held like the bank: this rank's slots only when
+the bank is sharded (``bank.shard``, ``bank.local_slots``, ``bank.slot_fn``), registered with
+:meth:`register_sharded` so checkpoints hold it whole.
 """
 from typing import Dict, Sequence, Tuple, Union
 
@@ -54,6 +56,10 @@ class ConstrainedSelector(BaseSelector, ShardedState):
     # ------------------------------------------------------------------ life cycle
     def bind(self, bank) -> None:
         """Allocate state shaped like ``bank`` (called once by the algorithm at build time)."""
+
+    def step_inputs(self, query: torch.Tensor, **side) -> Dict[str, object]:
+        """Side information this selector derives from the step's queries, once per step."""
+        return {}
 
     @torch.no_grad()
     def after_enqueue(self, bank, slots: torch.Tensor, query: torch.Tensor, **side) -> None:

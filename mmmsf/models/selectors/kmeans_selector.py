@@ -29,10 +29,6 @@ class KMeansSelector(ConstrainedSelector):
         super().__init__()
         self.register_buffer('cluster_ids', torch.zeros(0, dtype=torch.long))
 
-    @property
-    def num_clustered(self) -> int:
-        return int((self.cluster_ids >= 0).sum())
-
     @torch.no_grad()
     def set_cluster_ids(self, ids: torch.Tensor) -> None:
         """Install a new assignment (N,) (``-1`` = image not clustered)."""

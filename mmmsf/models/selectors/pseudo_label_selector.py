@@ -7,14 +7,17 @@ query is unconstrained (plain MSF, C = M). Each bank slot keeps the constraint l
 was written with (as the authors' code), and C(b) = {j : label(M_j) = label(b)}.
 
 The classifier (Linear-BN-ReLU-Linear, 512 -> 1024 -> classes for ResNet-50) is trained by
-:class:`~mmmsf.engine.hooks.PseudoLabelHook` on the cached target embeddings of the labelled
-images at mid-epoch and epoch end; here it is frozen (no gradients from the MSF loss, always in
-eval mode). Until its first training no pseudo-label is given.
+:meth:`PseudoLabelSelector.fit` on the cached target embeddings of the labelled images, which
+:class:`~mmmsf.engine.hooks.PseudoLabelHook` runs at mid-epoch and epoch end; otherwise it is
+frozen (no gradients from the MSF loss, always in eval mode). Until its first training no
+pseudo-label is given.
 """
+import copy
 from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from mmmsf.registry import MODELS
 from mmmsf.utils.dist_utils import concat_all_gather
@@ -87,6 +90,43 @@ class PseudoLabelSelector(ConstrainedSelector):
         self.allocate_per_image('is_labelled', is_labelled.numel(), False)
         self.is_labelled.copy_(is_labelled.to(self.is_labelled.device, torch.bool))
 
+    def fit(self, x: torch.Tensor, y: torch.Tensor, epochs: int = 10, lr: float = 0.01,
+            momentum: float = 0.9, weight_decay: float = 1e-4, batch_size: int = 256,
+            seed: int = 0) -> Tuple[Dict[str, torch.Tensor], float, float]:
+        """Train a copy of the classifier on embeddings ``x`` (n, D) with labels ``y`` (n,).
+
+        Starts from the current weights, a fresh SGD per call (authors' code: 10 epochs, lr
+        0.01, momentum 0.9, weight decay 1e-4, batch 256), batches ordered by ``seed``; a batch
+        of one sample is skipped (BatchNorm). Returns (trained state dict, final training
+        accuracy, last batch loss); install the state with :meth:`load_classifier`.
+        """
+        clf = copy.deepcopy(self.classifier)
+        for p in clf.parameters():
+            p.requires_grad = True
+        clf.train()
+        opt = torch.optim.SGD(clf.parameters(), lr=lr, momentum=momentum,
+                              weight_decay=weight_decay)
+        gen = torch.Generator().manual_seed(seed)
+        n = x.shape[0]
+        loss = torch.zeros(())
+        with torch.enable_grad():
+            for _ in range(epochs):
+                order = torch.randperm(n, generator=gen).to(x.device)
+                for start in range(0, n, batch_size):
+                    batch = order[start:start + batch_size]
+                    if batch.numel() < 2:  # BN needs two samples
+                        continue
+                    loss = F.cross_entropy(clf(x[batch]), y[batch])
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+        clf.eval()
+        with torch.no_grad():
+            acc = (clf(x).argmax(dim=1) == y).float().mean()
+        for p in clf.parameters():
+            p.requires_grad = False
+        return clf.state_dict(), float(acc), float(loss.detach())
+
     @torch.no_grad()
     def load_classifier(self, state: Dict[str, torch.Tensor]) -> None:
         """Install newly trained classifier weights (from the pseudo-label hook)."""
@@ -114,10 +154,22 @@ class PseudoLabelSelector(ConstrainedSelector):
                     confidence=confidence)
 
     @torch.no_grad()
+    def step_inputs(self, query: torch.Tensor, sample_idx: torch.Tensor = None,
+                    labels: torch.Tensor = None, **side) -> Dict[str, Dict[str, torch.Tensor]]:
+        """The step's :meth:`constraint_labels` (one classifier forward per step), handed back
+        to :meth:`after_enqueue` and :meth:`select` as ``pseudo_labels``."""
+        return dict(pseudo_labels=self.constraint_labels(query, sample_idx, labels))
+
+    def _labels_of(self, query, sample_idx, labels, pseudo_labels) -> Dict[str, torch.Tensor]:
+        if pseudo_labels is not None:
+            return pseudo_labels
+        return self.constraint_labels(query, sample_idx, labels)
+
+    @torch.no_grad()
     def after_enqueue(self, bank, slots: torch.Tensor, query: torch.Tensor, sample_idx=None,
-                      labels=None, **side) -> None:
+                      labels=None, pseudo_labels=None, **side) -> None:
         """Write the (all-gathered) constraint labels of this step's entries to their slots."""
-        lab = self.constraint_labels(query, sample_idx, labels)['labels']
+        lab = self._labels_of(query, sample_idx, labels, pseudo_labels)['labels']
         lab_all = concat_all_gather(lab)
         if lab_all.shape[0] != slots.numel():
             raise RuntimeError(f'PseudoLabelSelector: {lab_all.shape[0]} labels for '
@@ -129,14 +181,15 @@ class PseudoLabelSelector(ConstrainedSelector):
         return SlotMask.same_key(q_lab, bank.slot_fn(self.slot_labels), bank.size)
 
     def constraint_mask(self, query: torch.Tensor, bank, sample_idx: torch.Tensor,
-                        labels: torch.Tensor, **side) -> Tuple[SlotMask, torch.Tensor]:
-        q_lab = self.constraint_labels(query, sample_idx, labels)['labels']
+                        labels: torch.Tensor, pseudo_labels=None,
+                        **side) -> Tuple[SlotMask, torch.Tensor]:
+        q_lab = self._labels_of(query, sample_idx, labels, pseudo_labels)['labels']
         return self._mask(bank, q_lab), q_lab >= 0
 
     @torch.no_grad()
     def select(self, query: torch.Tensor, bank, k: int, sample_idx: torch.Tensor,
-               labels: torch.Tensor, **side):
-        info = self.constraint_labels(query, sample_idx, labels)
+               labels: torch.Tensor, pseudo_labels=None, **side):
+        info = self._labels_of(query, sample_idx, labels, pseudo_labels)
         q_lab = info['labels']
         out = self.topk_in_set(query, bank, k, self._mask(bank, q_lab), q_lab >= 0)
         # logged ratios, per query (numerator, denominator) terms: unlabelled queries with a

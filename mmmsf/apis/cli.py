@@ -1,0 +1,54 @@
+"""Running a tool under ``tools/dist_*.sh``: one short message when the processes fail.
+
+``tools/dist_*.sh`` set ``MMMSF_ERROR_DIR``. There, each process's error is written to
+``rank<R>.err`` (one line) and ``rank<R>.traceback`` (the full traceback) instead of the
+terminal, rank 0's standard error goes to its standard output (live, with the log), the other
+ranks' to ``rank<R>.stderr``; the launcher's own report goes to ``launcher.log``. The script
+then prints the first error that happened, once, with the paths of the rest.
+"""
+import os
+import os.path as osp
+import sys
+import time
+import traceback
+from typing import Callable
+
+
+def run_tool(main: Callable[[], None]) -> None:
+    """Call ``main()``; under ``tools/dist_*.sh`` report a failure as described above."""
+    err_dir = os.environ.get('MMMSF_ERROR_DIR')
+    if not err_dir or not osp.isdir(err_dir):
+        main()
+        return
+    rank = int(os.environ.get('RANK', os.environ.get('LOCAL_RANK', 0)))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if rank == 0:
+        os.dup2(sys.stdout.fileno(), sys.stderr.fileno())
+    else:
+        fd = os.open(osp.join(err_dir, f'rank{rank}.stderr'),
+                     os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, sys.stderr.fileno())
+        os.close(fd)
+    try:
+        main()
+    except SystemExit as e:  # argparse and explicit exits: their message is already printed
+        if e.code not in (0, None):
+            _write(err_dir, rank, f'exited with status {e.code} (message above)', '')
+        raise
+    except BaseException as e:  # noqa: BLE001 - reported once by the launch script
+        text = str(e).strip() or type(e).__name__
+        if isinstance(e, KeyError) and len(e.args) == 1 and isinstance(e.args[0], str):
+            text = e.args[0]  # KeyError's str() adds quotes
+        _write(err_dir, rank, f'{type(e).__name__}: {text}', traceback.format_exc())
+        sys.stderr.flush()
+        os._exit(1)
+
+
+def _write(err_dir: str, rank: int, message: str, tb: str) -> None:
+    with open(osp.join(err_dir, f'rank{rank}.traceback'), 'w') as f:
+        f.write(tb)
+    tmp = osp.join(err_dir, f'.rank{rank}.err')
+    with open(tmp, 'w') as f:
+        f.write(f'{time.time():.6f} rank {rank}: {message}\n')
+    os.replace(tmp, osp.join(err_dir, f'rank{rank}.err'))

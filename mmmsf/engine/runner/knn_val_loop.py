@@ -1,0 +1,259 @@
+"""Online kNN validation during pre-training (mmengine's ``val_cfg`` / ``val_dataloader`` /
+``val_evaluator``).
+
+Every ``train_cfg.val_interval`` epochs (and after the last one) the frozen online backbone, in
+eval mode, embeds
+
+* the memory set (``knn_train_dataloader`` of the config, or ``memory_dataloader``; optionally
+  a class-balanced subset of it) with :func:`~mmmsf.evaluation.extract_features`, and
+* the query set (``val_dataloader``) batch by batch into the evaluator
+  (:class:`~mmmsf.evaluation.KNNAccuracy`),
+
+both L2-normalised by :func:`~mmmsf.evaluation.feature_extraction.embed_batch`, exactly as
+``tools/knn_eval.py`` prepares them, so ``knn/top1@1`` / ``knn/top1@20`` are the numbers
+``tools/knn_eval.py`` prints for the checkpoint of that epoch. In DDP every rank embeds its shard
+of both sets (the samplers') and the features are gathered.
+
+Besides the metrics it logs ``knn/seconds`` (wall time of the validation) and
+``knn/epoch_share`` (that time over the time of one training epoch, measured from the iteration
+times since the previous validation), and writes ``<work_dir>/eval/knn.json``: the latest
+validation's ``1-NN`` / ``20-NN``, every validation's numbers (``history``, kept in the
+checkpoints and across resumes) and the best epoch of each (``best``, labelled as such by
+``tools/analysis/results_table.py``).
+"""
+import contextlib
+import copy
+import os.path as osp
+import random
+import re
+import time
+from typing import Dict, Iterator, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from mmengine.dist import is_main_process
+from mmengine.model import is_model_wrapper
+from mmengine.runner import ValLoop
+from mmengine.runner.amp import autocast
+
+from mmmsf.datasets.label_subset import class_balanced_indices
+from mmmsf.evaluation.feature_extraction import embed_batch, extract_features
+from mmmsf.evaluation.knn_accuracy import KNNAccuracy
+from mmmsf.evaluation.results_io import read_results, results_path, write_results
+from mmmsf.registry import DATASETS, LOOPS
+
+HISTORY_KEY = 'knn_history'
+NO_VALIDATE = ('or train without kNN validation: tools/train.py --no-validate (in a config: '
+               'val_cfg = val_dataloader = val_evaluator = None)')
+
+
+@contextlib.contextmanager
+def preserved_rng_state() -> Iterator[None]:
+    """Restore the Python, NumPy and torch (CPU and CUDA) random states on exit."""
+    py, nps, cpu = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    try:
+        yield
+    finally:
+        random.setstate(py)
+        np.random.set_state(nps)
+        torch.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+
+
+@LOOPS.register_module()
+class KNNValLoop(ValLoop):
+    """kNN validation of the online backbone.
+
+    Args:
+        runner, dataloader, evaluator: as mmengine's ``ValLoop`` (the dataloader is the query
+            set; the evaluator must hold a :class:`~mmmsf.evaluation.KNNAccuracy`).
+        memory_dataloader: the memory set; default: the config's ``knn_train_dataloader``.
+        memory_subset: a class-balanced subset of the memory set, e.g. ``dict(fraction=0.1)``
+            (``round(0.1 * N / num_classes)`` images of every class) or ``dict(per_class=100)``;
+            ``seed`` (default 0) fixes the draw.
+        cache: keep the memory set's features in ``<work_dir>/knn_cache/memory.npz``, reused
+            while the backbone weights and images are unchanged (e.g. when a run is validated
+            again at the same weights); the query features are always computed.
+        fp16: autocast the backbone forward of both sets.
+    """
+
+    def __init__(self, runner, dataloader: Union[Dict, object], evaluator,
+                 memory_dataloader: Optional[Dict] = None, memory_subset: Optional[Dict] = None,
+                 cache: bool = False, fp16: bool = False) -> None:
+        try:
+            super().__init__(runner, dataloader, evaluator, fp16=fp16)
+        except (FileNotFoundError, ValueError) as e:
+            raise type(e)(f'kNN validation, query set (val_dataloader.dataset): {e} Or '
+                          f'{NO_VALIDATE[3:]}.') from None
+        self.metric = self._knn_metric()
+        if memory_dataloader is None:
+            memory_dataloader = runner.cfg.get('knn_train_dataloader')
+        if memory_dataloader is None:
+            raise KeyError('kNN validation needs a memory set: give val_cfg.memory_dataloader or '
+                           f'a knn_train_dataloader in the config, {NO_VALIDATE}.')
+        self.memory_subset, self.cache = memory_subset, cache
+        self.memory_dataloader = self._build_memory_loader(memory_dataloader)
+        self._check_classes()
+        self._last_iter: Optional[int] = None
+
+    # ------------------------------------------------------------------ construction
+    def _knn_metric(self) -> KNNAccuracy:
+        found = [m for m in self.evaluator.metrics if isinstance(m, KNNAccuracy)]
+        if len(found) != 1:
+            names = [type(m).__name__ for m in self.evaluator.metrics]
+            raise TypeError("KNNValLoop needs exactly one val_evaluator metric of type "
+                            f"'KNNAccuracy', got {names}: set val_evaluator = "
+                            "dict(type='KNNAccuracy').")
+        return found[0]
+
+    def _build_memory_loader(self, cfg: Dict):
+        cfg = copy.deepcopy(dict(cfg))
+        dataset = cfg.pop('dataset')
+        try:
+            if isinstance(dataset, dict):
+                dataset = DATASETS.build(dataset)
+            if hasattr(dataset, 'full_init'):
+                dataset.full_init()
+        except (FileNotFoundError, ValueError) as e:
+            raise type(e)(f'kNN validation, memory set (knn_train_dataloader.dataset): {e} Or '
+                          f'{NO_VALIDATE[3:]}.') from None
+        if self.memory_subset:
+            sub = dict(self.memory_subset)
+            idx = class_balanced_indices(dataset.labels, sub.get('fraction'),
+                                         sub.get('per_class'), sub.get('seed', 0))
+            dataset.get_subset_(idx)
+        cfg['dataset'] = dataset
+        return self.runner.build_dataloader(cfg, seed=self.runner.seed)
+
+    def _check_classes(self) -> None:
+        mem = tuple(self.memory_dataloader.dataset.metainfo.get('classes') or ())
+        qry = tuple(self.dataloader.dataset.metainfo.get('classes') or ())
+        if mem != qry:
+            only_q = [c for c in qry if c not in mem][:3]
+            only_m = [c for c in mem if c not in qry][:3]
+            raise ValueError(
+                f'kNN validation: the query set (val_dataloader, {len(qry)} classes) and the '
+                f'memory set (knn_train_dataloader, {len(mem)} classes) have different classes '
+                f'(only in the query set: {only_q}, only in the memory set: {only_m}'
+                f'{", or another order" if not only_q and not only_m else ""}), so their labels '
+                'do not match. Point both at splits of the same dataset (the same class '
+                f'folders, or the same classes=[...] in both datasets), {NO_VALIDATE}.')
+
+    # ------------------------------------------------------------------ validation
+    def _backbone_model(self) -> torch.nn.Module:
+        model = self.runner.model
+        return model.module if is_model_wrapper(model) else model
+
+    def run(self) -> dict:
+        """Embed both sets, vote, log the metrics and cost, write ``eval/knn.json``.
+
+        The Python / NumPy / torch random states are restored afterwards (iterating a
+        dataloader draws from torch's), so a run trains exactly as it would without validation
+        and a resumed run stays bit-exact.
+        """
+        with preserved_rng_state():
+            return self._run()
+
+    def _run(self) -> dict:
+        t0 = time.perf_counter()
+        self.runner.call_hook('before_val')
+        self.runner.call_hook('before_val_epoch')
+        model = self._backbone_model()
+        was_training = model.training
+        model.eval()
+        cache = osp.join(self.runner.work_dir, 'knn_cache', 'memory.npz') if self.cache else None
+        with autocast(enabled=self.fp16):
+            feats, labels = extract_features(model, self.memory_dataloader, cache_file=cache)
+        self.metric.set_memory(feats, labels)
+        for idx, data_batch in enumerate(self.dataloader):
+            self.run_iter(idx, data_batch)
+        metrics = self.evaluator.evaluate(len(self.dataloader.dataset))
+        model.train(was_training)
+        seconds = time.perf_counter() - t0
+        metrics[f'{self.metric.prefix}/seconds'] = seconds
+        share = self._epoch_share(seconds)
+        if share is not None:
+            metrics[f'{self.metric.prefix}/epoch_share'] = share
+        self._record(metrics, len(feats))
+        self.runner.call_hook('after_val_epoch', metrics=metrics)
+        self.runner.call_hook('after_val')
+        return metrics
+
+    @torch.no_grad()
+    def run_iter(self, idx, data_batch: Sequence[dict]) -> None:
+        self.runner.call_hook('before_val_iter', batch_idx=idx, data_batch=data_batch)
+        model = self._backbone_model()
+        with autocast(enabled=self.fp16):
+            feats, labels, _ = embed_batch(model, data_batch)
+        if bool((labels < 0).any()):
+            raise ValueError(f'kNN validation: the query set has unlabelled images; use an '
+                             f'ImageFolder with with_label=True for val_dataloader, {NO_VALIDATE}.')
+        outputs = [dict(feature=f, gt_label=int(y)) for f, y in zip(feats, labels)]
+        self.evaluator.process(data_samples=outputs, data_batch=data_batch)
+        self.runner.call_hook('after_val_iter', batch_idx=idx, data_batch=data_batch,
+                              outputs=outputs)
+
+    def _epoch_share(self, seconds: float) -> Optional[float]:
+        """``seconds`` over one training epoch's time (mean iteration time since the previous
+        validation x iterations per epoch); None outside training or without iteration times."""
+        hub, it = self.runner.message_hub, self.runner.iter
+        last, self._last_iter = self._last_iter, it
+        if 'train/time' not in hub.log_scalars or it == 0:
+            return None
+        times = hub.get_scalar('train/time').data[0]
+        try:
+            per_epoch = len(self.runner.train_dataloader)
+        except (TypeError, RuntimeError):
+            return None
+        n = it - last if last is not None else per_epoch * self.runner.train_loop.val_interval
+        n = min(max(n, 1), len(times))
+        mean_iter = float(times[-n:].mean())
+        return seconds / (mean_iter * per_epoch) if mean_iter > 0 else None
+
+    # ------------------------------------------------------------------ results file
+    def _history(self) -> List[Dict]:
+        """Earlier validations of this run: the checkpointed ones, plus (after a resume) the
+        ones of ``eval/knn.json`` not yet checkpointed (the epoch of the resumed checkpoint
+        itself: checkpoints are written before that epoch's validation)."""
+        hub = self.runner.message_hub
+        history = [dict(h) for h in hub.get_info(HISTORY_KEY, [])]
+        path = results_path(self.runner.work_dir, 'knn')
+        if self.runner.cfg.get('resume') and osp.isfile(path):
+            seen = {h['epoch'] for h in history}
+            try:
+                earlier = read_results(path).get('history') or []
+            except (ValueError, OSError):
+                earlier = []
+            history += [dict(h) for h in earlier
+                        if h.get('epoch') not in seen and h.get('epoch', 0) < self.runner.epoch]
+        return sorted(history, key=lambda h: h['epoch'])
+
+    def _record(self, metrics: Dict[str, float], num_memory: int) -> None:
+        results = {}
+        for key, value in metrics.items():
+            m = re.fullmatch(r'(?:.*/)?top1@(\d+)', key)
+            if m:
+                results[f'{m.group(1)}-NN'] = float(value)
+        epoch = self.runner.epoch
+        history = [h for h in self._history() if h['epoch'] != epoch]
+        history.append(dict(epoch=epoch, **results))
+        history.sort(key=lambda h: h['epoch'])
+        self.runner.message_hub.update_info(HISTORY_KEY, history)
+        if not is_main_process():
+            return
+        best = {}
+        for name in results:
+            top = max(history, key=lambda h: (h.get(name, float('-inf')), -h['epoch']))
+            best[name] = dict(value=top[name], epoch=top['epoch'])
+        ckpt = osp.join(self.runner.work_dir, f'epoch_{epoch}.pth')
+        cfg_file = self.runner.cfg.filename
+        write_results(results_path(self.runner.work_dir, 'knn'), 'knn', results, epoch=epoch,
+                      online=True, best=best, history=history,
+                      checkpoint=ckpt if osp.isfile(ckpt) else None,
+                      memory_images=num_memory, query_images=len(self.dataloader.dataset),
+                      memory_subset=self.memory_subset, weighted=self.metric.weighted,
+                      seconds=metrics.get(f'{self.metric.prefix}/seconds'),
+                      config=osp.abspath(cfg_file) if cfg_file else None,
+                      work_dir=self.runner.work_dir)

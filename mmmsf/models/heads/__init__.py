@@ -1,1 +1,0 @@
-"""Heads: the online predictor is an :class:`~mmmsf.models.necks.MLPNeck` (see configs)."""

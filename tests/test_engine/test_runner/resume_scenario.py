@@ -1,0 +1,220 @@
+"""Kill-and-resume scenario in the demo's default data settings (loader workers, persistent
+workers), run through ``tools/train.py`` in fresh processes (1 process, or N gloo processes with
+torchrun), killed with SIGKILL mid-epoch. Used by test_exact_resume.py; also a script that
+prints the loss traces of a checkout:
+
+    python tests/test_engine/test_runner/resume_scenario.py [--root CHECKOUT] [--nproc 2] \
+        [msf|km|2q|2q_prev|sup|semisup_10p ...]
+"""
+import json
+import os
+import os.path as osp
+import socket
+import subprocess
+import sys
+from typing import Dict, List
+
+HERE = osp.dirname(osp.abspath(__file__))
+ROOT = osp.dirname(osp.dirname(osp.dirname(HERE)))
+DEMOS = {'msf': 'msf_r18_cifar10mini_ws.py', 'km': 'cmsf_km_r18_cifar10mini.py',
+         '2q': 'cmsf_2q_r18_cifar10mini.py', '2q_prev': 'cmsf_2q_prev_r18_cifar10mini.py',
+         'sup': 'cmsf_sup_r18_cifar10mini.py', 'semisup_10p': 'cmsf_semisup_10p_r18_cifar10mini.py'}
+PER_CLASS, BATCH, EPOCHS = 8, 16, 2     # 80 images, global batch 16: 5 iterations per epoch
+CKPT_EVERY, KILL_AT = 3, 8              # iteration checkpoints 3, 6, 9; killed after iteration 8
+
+PROBE = '''
+import json, os, signal
+import torch.distributed as dist
+from mmengine.hooks import Hook
+from mmmsf.registry import HOOKS
+
+
+@HOOKS.register_module(force=True)
+class LossProbeHook(Hook):
+    """Appends (iteration, loss) of every step to losses_rank<R>.jsonl; SIGKILLs the process
+    after iteration ``kill_at`` (once every rank is there, so rank 0's checkpoint is written)."""
+    priority = 'LOWEST'
+
+    def __init__(self, out_dir, kill_at=-1):
+        self.out_dir, self.kill_at = out_dir, kill_at
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        with open(os.path.join(self.out_dir, f'losses_rank{rank}.jsonl'), 'a') as f:
+            f.write(json.dumps([runner.iter + 1, float(outputs['loss'])]) + '\\n')
+        if runner.iter + 1 == self.kill_at:
+            if dist.is_available() and dist.is_initialized():
+                dist.barrier()
+            os.kill(os.getpid(), signal.SIGKILL)
+'''
+WRAPPER = '''
+import runpy, sys
+import loss_probe  # noqa: F401  (registers LossProbeHook)
+train = sys.argv.pop(1)
+sys.argv[0] = train
+runpy.run_path(train, run_name='__main__')
+'''
+
+
+def _subset(tmp: str, root: str) -> str:
+    mini = osp.join(root, 'data', 'cifar10_mini', 'train')
+    lines = [f'{c}/{i:04d}.jpg' for c in sorted(os.listdir(mini)) for i in range(PER_CLASS)]
+    path = osp.join(tmp, 'subset.txt')
+    with open(path, 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    return path
+
+
+def write_config(name: str, tmp: str, root: str = ROOT, nproc: int = 1) -> str:
+    """The demo config, CPU-tiny (width 8, 80 images, global batch 16) with its data
+    settings (loader workers, persistent workers) left alone."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(root, 'configs', 'demo', DEMOS[name]))
+    assert cfg.train_dataloader.num_workers > 0 and cfg.train_dataloader.persistent_workers
+    cfg.merge_from_dict({
+        'model.backbone.base_channels': 8,
+        'model.neck.in_channels': 64, 'model.neck.hid_channels': 64,
+        'model.neck.out_channels': 32, 'model.predictor.in_channels': 32,
+        'model.predictor.hid_channels': 64, 'model.predictor.out_channels': 32,
+        'model.memory_bank.size': 128, 'model.memory_bank.dim': 32,
+        'train_dataloader.batch_size': BATCH // nproc,
+        'train_dataloader.dataset.data_root': osp.join(root, 'data', 'cifar10_mini'),
+        'train_dataloader.dataset.ann_file': _subset(tmp, root),
+        'train_cfg.max_epochs': EPOCHS,
+        'param_scheduler': [dict(type='CosineAnnealingLR', T_max=EPOCHS, by_epoch=True,
+                                 begin=0, end=EPOCHS)],
+        'default_hooks.logger.interval': 1,
+        'default_hooks.checkpoint': dict(type='CheckpointHook', interval=1, by_epoch=True,
+                                         max_keep_ckpts=10),
+    })
+    hooks = []
+    for h in cfg.custom_hooks:
+        h = dict(h)
+        if h['type'] == 'KMeansClusterHook':
+            h['num_clusters'] = 4
+        if h['type'] == 'PseudoLabelHook':
+            mini = osp.join(root, 'data', 'cifar10_mini', 'train')
+            lab = osp.join(tmp, 'labelled.txt')
+            with open(lab, 'w') as f:
+                f.write('\n'.join(f'{c}/{i:04d}.jpg' for c in sorted(os.listdir(mini))
+                                  for i in range(2)) + '\n')
+            h['labelled_list'], h['batch_size'] = lab, 8
+        hooks.append(h)
+    # mid-epoch checkpoints next to the epoch ones
+    hooks.append(dict(type='CheckpointHook', interval=CKPT_EVERY, by_epoch=False,
+                      max_keep_ckpts=10))
+    cfg.custom_hooks = hooks
+    path = osp.join(tmp, f'{name}.py')
+    cfg.dump(path)
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def train(cfg_path: str, work_dir: str, tmp: str, nproc: int, root: str, kill_at: int = -1,
+          extra: List[str] = ()) -> subprocess.CompletedProcess:
+    """tools/train.py of ``root`` on ``cfg_path`` with the loss probe, in fresh processes."""
+    os.makedirs(work_dir, exist_ok=True)
+    with open(osp.join(tmp, 'loss_probe.py'), 'w') as f:
+        f.write(PROBE)
+    with open(osp.join(tmp, 'train_probed.py'), 'w') as f:
+        f.write(WRAPPER)
+    hook = dict(type='LossProbeHook', out_dir=work_dir, kill_at=kill_at)
+    with open(cfg_path) as f:
+        text = f.read()
+    probed = osp.join(work_dir, 'probed_config.py')
+    with open(probed, 'w') as f:  # the config plus the probe hook
+        f.write(text + f'\ncustom_hooks = custom_hooks + [{hook!r}]\n')
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, tmp]), OMP_NUM_THREADS='1',
+               MKL_NUM_THREADS='1')
+    env.pop('MMMSF_ERROR_DIR', None)
+    train_py = osp.join(root, 'tools', 'train.py')
+    args = [probed, '--work-dir', work_dir, *extra]
+    if nproc == 1:
+        cmd = [sys.executable, osp.join(tmp, 'train_probed.py'), train_py, *args]
+    else:
+        cmd = [sys.executable, '-m', 'torch.distributed.run', f'--nproc_per_node={nproc}',
+               '--master_addr=127.0.0.1', f'--master_port={_free_port()}',
+               osp.join(tmp, 'train_probed.py'), train_py, *args, '--launcher', 'pytorch']
+    return subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=900)
+
+
+def probed_losses(work_dir: str, rank: int = 0) -> Dict[int, float]:
+    """{iteration: loss} of every step the probe recorded (a resumed run overwrites)."""
+    out: Dict[int, float] = {}
+    with open(osp.join(work_dir, f'losses_rank{rank}.jsonl')) as f:
+        for line in f:
+            it, loss = json.loads(line)
+            out[it] = loss
+    return out
+
+
+def logged_losses(work_dir: str) -> Dict[int, float]:
+    """{step: loss} of the logger's scalars of the work dir's latest run."""
+    runs = sorted(d for d in os.listdir(work_dir) if osp.isfile(
+        osp.join(work_dir, d, 'vis_data', 'scalars.json')))
+    out = {}
+    with open(osp.join(work_dir, runs[-1], 'vis_data', 'scalars.json')) as f:
+        for line in f:
+            rec = json.loads(line)
+            if 'loss' in rec:
+                out[int(rec['step'])] = float(rec['loss'])
+    return out
+
+
+def run_scenario(name: str, tmp: str, nproc: int = 1, root: str = ROOT) -> Dict[str, dict]:
+    """Uninterrupted run; run killed after iteration 8 (mid-epoch 2) and resumed with --resume
+    (from iteration 6); the epoch-1 checkpoint resumed in a new work dir. Returns each run's
+    probed and logged losses."""
+    cfg = write_config(name, tmp, root, nproc)
+    full, cut, end = (osp.join(tmp, d) for d in ('full', 'cut', 'end'))
+    res = {}
+    p = train(cfg, full, tmp, nproc, root)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    res['full'] = dict(probed=probed_losses(full), logged=logged_losses(full))
+    p = train(cfg, cut, tmp, nproc, root, kill_at=KILL_AT)
+    assert p.returncode != 0  # killed
+    assert osp.isfile(osp.join(cut, f'iter_{2 * CKPT_EVERY}.pth')), p.stderr[-3000:]
+    os.replace(osp.join(cut, 'losses_rank0.jsonl'), osp.join(cut, 'killed_losses_rank0.jsonl'))
+    p = train(cfg, cut, tmp, nproc, root, extra=['--resume'])
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    res['mid'] = dict(probed=probed_losses(cut), logged=logged_losses(cut))
+    os.makedirs(end, exist_ok=True)
+    p = train(cfg, end, tmp, nproc, root, extra=['--resume', osp.join(cut, 'epoch_1.pth')])
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    res['end'] = dict(probed=probed_losses(end), logged=logged_losses(end))
+    return res
+
+
+def format_traces(res: Dict[str, dict]) -> str:
+    full = res['full']['probed']
+    lines = ['step  uninterrupted  resumed@6(mid-epoch 2)  resumed@epoch-1-end']
+    for it in sorted(full):
+        mid = res['mid']['probed'].get(it)
+        end = res['end']['probed'].get(it)
+        lines.append(f'{it:4d}  {full[it]:.6f}       '
+                     + (f'{mid:.6f}' if mid is not None else '   -    ') + '               '
+                     + (f'{end:.6f}' if end is not None else '   -    '))
+    return '\n'.join(lines)
+
+
+if __name__ == '__main__':
+    import argparse
+    import tempfile
+    ap = argparse.ArgumentParser()
+    ap.add_argument('names', nargs='*', default=['msf'])
+    ap.add_argument('--root', default=ROOT)
+    ap.add_argument('--nproc', type=int, default=1)
+    a = ap.parse_args()
+    for n in a.names:
+        with tempfile.TemporaryDirectory() as d:
+            r = run_scenario(n, d, a.nproc, osp.abspath(a.root))
+            print(f'== {n}, {a.nproc} process(es), root {a.root}')
+            print(format_traces(r))
+            diffs = [abs(r[k]['probed'][i] - r['full']['probed'][i])
+                     for k in ('mid', 'end') for i in r[k]['probed']]
+            print(f'max |resumed - uninterrupted| = {max(diffs):.3g}')

@@ -1,0 +1,106 @@
+"""kNN evaluation: 1-NN / 20-NN unweighted (paper) and weighted votes against a NumPy brute
+force, any number of test images, features cached on disk and invalidated by new weights."""
+import os.path as osp
+import runpy
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from mmmsf.evaluation import extract_features, knn_classify
+from mmmsf.evaluation.results_io import read_results
+from mmmsf.registry import MODELS
+from tests.conftest import MINI, ROOT, tiny_msf_cfg
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def brute_force_knn(tr, ytr, te, k, weighted, T=0.07):
+    sims = te @ tr.T
+    preds = []
+    for s in sims:
+        order = np.argsort(-s, kind='stable')[:k]
+        votes = np.zeros(ytr.max() + 1)
+        for rank, j in enumerate(order):
+            votes[ytr[j]] += np.exp(s[j] / T) if weighted else 1.0 + 1e-6 * (k - rank)
+        preds.append(votes.argmax())
+    return np.array(preds)
+
+
+@pytest.mark.parametrize('weighted', [False, True])
+def test_votes_match_brute_force_for_any_number_of_test_images(weighted):
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(5, 16))
+    ytr, yte = rng.integers(0, 5, 300), rng.integers(0, 5, 103)
+    tr = centers[ytr] + rng.normal(scale=1.5, size=(300, 16))
+    te = centers[yte] + rng.normal(scale=1.5, size=(103, 16))
+    tr /= np.linalg.norm(tr, axis=1, keepdims=True)
+    te /= np.linalg.norm(te, axis=1, keepdims=True)
+    args = [torch.from_numpy(a) for a in (tr.astype(np.float32), ytr, te.astype(np.float32), yte)]
+    res = knn_classify(*args, ks=(1, 20), weighted=weighted)
+    chunked = knn_classify(*args, ks=(1, 20), weighted=weighted, batch_size=7)  # 15 chunks
+    assert res == chunked
+    for k in (1, 20):
+        ref = 100.0 * (brute_force_knn(tr, ytr, te, k, weighted) == yte).mean()
+        assert res[f'{k}-NN'] == pytest.approx(ref)
+    assert res['20-NN'] > 40  # well above the 20% chance of 5 classes
+    with pytest.raises(ValueError, match='k=500 > number of training images 300'):
+        knn_classify(*args, ks=(500, ))
+
+
+def test_feature_cache_is_reused_and_invalidated_by_new_weights(tmp_path):
+    from mmengine.runner import Runner
+    torch.manual_seed(0)
+    model = MODELS.build(tiny_msf_cfg(width=4))
+    model.init_weights()
+    ann = tmp_path / 'few.txt'
+    ann.write_text('\n'.join(f'{c}/{i:04d}.jpg' for c in ('cat', 'dog', 'ship')
+                             for i in range(5)) + '\n')
+    loader = Runner.build_dataloader(dict(
+        batch_size=4, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=False),
+        dataset=dict(type='ImageFolder', data_root=MINI, data_prefix='train', ann_file=str(ann),
+                     serialize_data=False,
+                     pipeline=[dict(type='LoadImageFromFile'), dict(type='PackInputs')])))
+    cache = str(tmp_path / 'c' / 'train.npz')
+    f1, y1 = extract_features(model, loader, cache_file=cache)
+    assert f1.shape == (15, 32) and torch.allclose(f1.norm(dim=1), torch.ones(15))
+    assert y1.tolist() == [3] * 5 + [5] * 5 + [8] * 5  # dataset order, real labels
+    real = model.extract_feat
+    model.extract_feat = lambda x: (_ for _ in ()).throw(AssertionError('recomputed'))
+    f2, _ = extract_features(model, loader, cache_file=cache)  # same weights: from the cache
+    assert torch.equal(f1, f2)
+    with torch.no_grad():
+        model.backbone.conv1.weight.mul_(-1)
+    with pytest.raises(AssertionError, match='recomputed'):  # new weights: not from the cache
+        extract_features(model, loader, cache_file=cache)
+    model.extract_feat = real
+    f3, _ = extract_features(model, loader, cache_file=cache)
+    assert not torch.equal(f1, f3)
+
+
+def test_knn_tool_writes_results(tmp_path, monkeypatch):
+    ann = tmp_path / 'sub.txt'
+    ann.write_text('\n'.join(f'{c}/{i:04d}.jpg' for c in ('airplane', 'frog', 'truck')
+                             for i in range(8)) + '\n')
+    out = str(tmp_path / 'eval' / 'knn.json')
+    opts = ['model.backbone.base_channels=4', 'model.neck.in_channels=32',
+            f'knn_train_dataloader.dataset.ann_file={ann}',
+            f'knn_test_dataloader.dataset.ann_file={ann}', 'knn_train_dataloader.batch_size=8']
+    monkeypatch.setattr(sys, 'argv', [
+        'knn_eval.py', osp.join(ROOT, 'configs/demo/msf_r18_cifar10mini_ws.py'),
+        '--random-init', '--ks', '1', '5', '--cache-dir', str(tmp_path / 'cache'),
+        '--out', out, '--data-root', MINI, '--cfg-options'] + opts)
+    runpy.run_path(osp.join(ROOT, 'tools/knn_eval.py'), run_name='__main__')
+    rec = read_results(out)
+    assert rec['kind'] == 'knn' and set(rec['results']) == {'1-NN', '5-NN'}
+    assert rec['checkpoint'] is None and not rec['weighted']
+    assert osp.isfile(tmp_path / 'cache' / 'train.npz')
+    feats = np.load(str(tmp_path / 'cache' / 'test.npz'))
+    assert feats['feats'].shape == (24, 32) and len(set(feats['labels'].tolist())) == 3
