@@ -1,6 +1,7 @@
 """Build an mmengine Runner for pre-training and run it (used by tools/train.py)."""
 import os
 import os.path as osp
+import subprocess
 import zipfile
 from typing import Dict, List, Optional
 
@@ -49,6 +50,32 @@ def prepare_train_cfg(cfg: Config, work_dir: Optional[str] = None, resume: Optio
         cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None,
                                      broadcast_buffers=False)
     return cfg
+
+
+def slurm_environment() -> Dict[str, str]:
+    """RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT of a Slurm job step, derived as
+    mmengine's slurm launcher does: from SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID and the first
+    host of SLURM_NODELIST (``scontrol show hostname``); MASTER_ADDR/MASTER_PORT set in the
+    environment win (default port 29500)."""
+    missing = [k for k in ('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_NODELIST') if k not in os.environ]
+    if missing:
+        raise RuntimeError(f'--launcher slurm needs the environment of a Slurm job step '
+                           f'({", ".join(missing)} unset): start it with srun, e.g. '
+                           'bash tools/slurm_train.sh PARTITION JOB CONFIG GPUS.')
+    env = dict(RANK=os.environ['SLURM_PROCID'], WORLD_SIZE=os.environ['SLURM_NTASKS'],
+               LOCAL_RANK=os.environ.get('SLURM_LOCALID', '0'),
+               MASTER_PORT=os.environ.get('MASTER_PORT', '29500'))
+    addr = os.environ.get('MASTER_ADDR')
+    if addr is None:
+        out = subprocess.run(['scontrol', 'show', 'hostname', os.environ['SLURM_NODELIST']],
+                             capture_output=True, text=True)
+        hosts = out.stdout.split()
+        if out.returncode != 0 or not hosts:
+            raise RuntimeError(f'scontrol show hostname {os.environ["SLURM_NODELIST"]} failed '
+                               f'({out.stderr.strip()}): set MASTER_ADDR to the first node.')
+        addr = hosts[0]
+    env['MASTER_ADDR'] = addr
+    return env
 
 
 def latest_checkpoint(work_dir: str) -> Optional[str]:
@@ -132,15 +159,18 @@ def enable_tensorboard(cfg: Config) -> Config:
 
 
 def init_cpu_distributed(launcher: str) -> None:
-    """Start the gloo process group for CPU-only multi-process runs.
+    """Start the gloo process group for CPU-only multi-process runs (pytorch and slurm launchers).
 
     mmengine's ``init_dist`` always calls ``torch.cuda.set_device``, which fails without a GPU;
     a process group that already exists is used as it is.
     """
     import torch.distributed as dist
-    if launcher == 'pytorch' and not torch.cuda.is_available() and not dist.is_initialized():
-        dist.init_process_group(backend='gloo', rank=int(os.environ['RANK']),
-                                world_size=int(os.environ['WORLD_SIZE']))
+    if launcher not in ('pytorch', 'slurm') or torch.cuda.is_available() or dist.is_initialized():
+        return
+    if launcher == 'slurm':
+        os.environ.update(slurm_environment())
+    dist.init_process_group(backend='gloo', rank=int(os.environ['RANK']),
+                            world_size=int(os.environ['WORLD_SIZE']))
 
 
 def train(cfg: Config) -> Runner:

@@ -147,6 +147,29 @@ def test_bad_data_root_is_one_clear_error(tmp_path):
         torch.set_num_threads(threads)
 
 
+def test_sharded_bank(run_quick):
+    out = run_quick('sharded_bank')
+    rows = out['results']
+    assert [r['bank_size'] for r in rows] == out['settings']['bank_sizes']
+    dim = out['settings']['preset']['dim']
+    for r in rows:
+        world, size = r['world'], r['bank_size']
+        assert world == 2
+        # per rank: K x D x 4 / W embedding bytes, plus labels and dataset indices (8 + 8 per
+        # local slot) and the two pointers
+        assert r['embedding_bytes_per_rank'] == r['expected_embedding_bytes'] == \
+            size * dim * 4 // world
+        assert r['bank_bytes_per_rank'] == size * dim * 4 // world + 16 * size // world + 16
+        assert r['replicated_bank_bytes'] == size * dim * 4 + 16 * size + 16
+        assert r['ratio'] > 0 and len(r['ratios']) == out['settings']['repeats']
+        assert r['sharded_comm_bytes'] > r['replicated_comm_bytes'] > 0
+    model = out['cost_model']
+    assert {m['world'] for m in model} == {8, 16, 32, 64, 128, 256, 512}
+    for m in model:  # memory falls as 1/W; the search FLOPs per GPU do not
+        assert abs(m['gib_per_gpu'] * m['world'] - m['replicated_gib_per_gpu']) < 1e-6
+        assert m['mib_per_step'] > m['extra_mib_vs_replicated'] > 0
+
+
 def test_knn_val_cost(run_quick):
     out = run_quick('knn_val_cost')
     rates = out['settings']['rates']

@@ -32,4 +32,4 @@ class EmbeddingCacheHook(Hook):
     def after_train_epoch(self, runner) -> None:
         cache = self.cache(runner)
         runner.message_hub.update_scalar('train/cache_coverage',
-                                         float(cache.valid.float().mean()))
+                                         cache.coverage())

@@ -69,11 +69,13 @@ class KMeansClusterHook(Hook):
 
     @torch.no_grad()
     def cluster(self, model) -> torch.Tensor:
-        """Cluster ``model``'s cache (rank 0), broadcast, install; returns the (N,) ids."""
+        """Cluster ``model``'s cache (rank 0), broadcast, install; returns the (N,) ids.
+
+        Call it on every rank: a sharded cache first gathers its written rows on rank 0."""
         selector, cache = self._parts(model)
         ids = torch.full((cache.num_images, ), -1, dtype=torch.long)
+        rows, emb = cache.gather_valid_rows(dst=0)  # a sharded cache: every rank's images
         if get_rank() == 0:
-            rows, emb = cache.valid_rows()
             assign = faiss_kmeans_assign(emb.cpu().numpy(), self.num_clusters, self.niter,
                                          self.seed, self.gpu, self.max_points_per_centroid)
             ids[rows.cpu()] = torch.from_numpy(assign)

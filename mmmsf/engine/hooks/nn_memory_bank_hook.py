@@ -18,6 +18,10 @@ class NNMemoryBankHook(Hook):
       label (paper Fig. 4) -- are logged.
     * ``after_load_checkpoint``: the saved bank must have the configured shape, so a resumed run
       continues with the very same bank and pointer (buffers of the model's state dict).
+    * a **sharded** bank on several ranks: every ``runner.save_checkpoint`` (which writes on rank
+      0 only) is preceded, on every rank, by the gather of the whole bank -- and M', the slot
+      labels and the per-image cache -- to rank 0 (``model.full_state()``), so each checkpoint
+      holds them whole and resumes on any world size, sharded or not.
     """
 
     priority = 'NORMAL'
@@ -29,14 +33,30 @@ class NNMemoryBankHook(Hook):
     def _model(runner):
         return get_ori_model(runner.model)
 
+    def before_run(self, runner) -> None:
+        model = self._model(runner)
+        if not getattr(model.memory_bank, 'distributed', False) or \
+                getattr(runner, '_mmmsf_full_state_saves', False):
+            return
+        save = runner.save_checkpoint  # master_only: the gather must happen on every rank
+
+        def save_checkpoint(*args, **kwargs):
+            with model.full_state():
+                return save(*args, **kwargs)
+
+        runner.save_checkpoint = save_checkpoint
+        runner._mmmsf_full_state_saves = True
+
     def before_train(self, runner) -> None:
         model = self._model(runner)
         bank = model.memory_bank
         batch = runner.train_dataloader.batch_size
         bank.check_batch(batch * get_world_size(), getattr(model, 'topk', 1))
         mib = bank.bank.numel() * bank.bank.element_size() / 2**20
+        where = f' per rank, sharded over {get_world_size()} ranks' \
+            if getattr(bank, 'distributed', False) else ''
         runner.logger.info(f'NN memory bank: {bank.size} x {bank.dim} {bank.bank.dtype} '
-                           f'({mib:.1f} MiB), global batch {batch * get_world_size()}, '
+                           f'({mib:.1f} MiB{where}), global batch {batch * get_world_size()}, '
                            f'k={getattr(model, "topk", "?")}, search={bank.search_backend}')
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
@@ -52,6 +72,10 @@ class NNMemoryBankHook(Hook):
         if key is None:
             return
         bank = self._model(runner).memory_bank
+        if key[:-len('bank')] + 'shard_rows' in state:
+            raise ValueError(f'the checkpoint holds one rank\'s shard of {key}, not the whole '
+                             'bank: resume from a checkpoint the Runner saved (NNMemoryBankHook '
+                             'gathers the whole bank before every save).')
         if tuple(state[key].shape) != (bank.size, bank.dim):
             raise ValueError(f'checkpoint memory bank {tuple(state[key].shape)} differs from the '
                              f'configured {bank.size} x {bank.dim}: resume with the same '

@@ -131,8 +131,10 @@ class PseudoLabelHook(Hook):
         device = next(selector.classifier.parameters()).device
         state = selector.classifier.state_dict()
         stats = torch.zeros(3, dtype=torch.float64)  # samples, final train accuracy, loss
+        # rank 0 trains; a sharded cache fetches its rows from every rank (a collective)
+        want = self.labelled if get_rank() == 0 else self.labelled[:0]
+        emb, valid = cache.get(want, device=device)
         if get_rank() == 0:
-            emb, valid = cache.get(self.labelled, device=device)
             x, y = emb[valid], self.labels.to(device)[valid]
             if x.shape[0] >= 2:
                 seed = self.seed + self.rounds if seed is None else seed

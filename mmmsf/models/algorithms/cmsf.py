@@ -38,10 +38,12 @@ from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
+from mmengine.dist import get_rank
 from mmengine.logging import MessageHub
 
 from mmmsf.registry import MODELS
 from mmmsf.utils.knn_search import unconstrained_ranks
+from mmmsf.utils.sharding import all_gather_rows
 from ..selectors import SelectorOutput
 from .msf import MSF, target_std
 
@@ -98,6 +100,7 @@ class CMSF(MSF):
             cache_cfg.setdefault('type', 'EmbeddingCache')
             cache_cfg.setdefault('dim', self.memory_bank.dim)
             cache_cfg.setdefault('device_limit', self.memory_bank.size)
+            cache_cfg.setdefault('sharded', getattr(self.memory_bank, 'sharded', False))
             self.embedding_cache = MODELS.build(cache_cfg)
         else:
             self.embedding_cache = None
@@ -161,7 +164,8 @@ class CMSF(MSF):
         if hasattr(self.constrained_selector, 'after_enqueue'):
             self.constrained_selector.after_enqueue(bank, slots, u, **side)
         if self.embedding_cache is not None:
-            self.embedding_cache.update(bank.sample_idx[slots], bank.bank[slots])
+            emb, sample_idx = bank.read_written(slots)
+            self.embedding_cache.update(sample_idx, emb)
 
     def select_neighbours(self, u: torch.Tensor,
                           side: Dict[str, torch.Tensor]) -> Dict[str, SelectorOutput]:
@@ -194,6 +198,27 @@ class CMSF(MSF):
 
     # ------------------------------------------------------------------ statistics
     @torch.no_grad()
+    def constrained_ranks(self, u: torch.Tensor, con: SelectorOutput) -> torch.Tensor:
+        """Unconstrained rank of each constrained neighbour (0 for unconstrained queries)."""
+        bank = self.memory_bank
+        chunk = min(bank.chunk_size, 16384)
+        if getattr(bank, 'distributed', False):  # a collective over all ranks' queries
+            b, rank = u.shape[0], get_rank()
+            idx_all = all_gather_rows(con.indices)
+            rows = torch.nonzero(all_gather_rows(con.constrained)).flatten()
+            ranks = torch.zeros_like(idx_all)
+            u_all = all_gather_rows(u)
+            if rows.numel():  # the same rows on every rank
+                ranks[rows] = bank.unconstrained_ranks(u_all[rows], idx_all[rows], chunk)
+            return ranks[rank * b:(rank + 1) * b]
+        ranks = torch.zeros_like(con.indices)
+        rows = torch.nonzero(con.constrained).flatten()
+        if rows.numel():
+            ranks[rows] = unconstrained_ranks(u[rows], bank.bank, con.indices[rows], chunk)
+        return ranks
+
+
+    @torch.no_grad()
     def constraint_stats(self, u: torch.Tensor, con: SelectorOutput, unc: SelectorOutput,
                          labels: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Purities, constrained fraction, |C| < k share, ranks (see the module docstring).
@@ -211,14 +236,11 @@ class CMSF(MSF):
             out['c_short_frac'] = ((c_size < self.topk) & constrained).sum() / n_con.clamp(min=1)
         for name, val in con.extras.items():
             if name.startswith('ratio/'):
+                val = val.sum(dim=0) if val.dim() == 2 else val  # per-query terms
                 out[name[len('ratio/'):]] = val[0] / val[1].clamp(min=1)
         if self.rank_stats:
-            ranks = torch.zeros_like(con.indices)
+            ranks = self.constrained_ranks(u, con)
             rows = torch.nonzero(constrained).flatten()
-            if rows.numel():
-                ranks[rows] = unconstrained_ranks(u[rows], self.memory_bank.bank,
-                                                  con.indices[rows],
-                                                  min(self.memory_bank.chunk_size, 16384))
             MessageHub.get_current_instance().update_info(RANKS_INFO_KEY, ranks,
                                                           resumed=False)
             if self.topk > 1 and rows.numel():

@@ -13,6 +13,7 @@ The EMA update of the target (Eq. 3, ``m = 0.99`` on the *old* weights) is done 
 :class:`~mmmsf.engine.hooks.MomentumUpdateHook` before each step. With ``topk=1`` the only
 neighbour is ``u`` itself and the loss is exactly BYOL's with an asymmetric loss (BYOL-asym).
 """
+import contextlib
 import copy
 from typing import Dict, List, Optional, Sequence
 
@@ -24,6 +25,7 @@ from mmengine.structures import BaseDataElement
 
 from mmmsf.registry import MODELS
 from mmmsf.utils.dist_utils import batch_shuffle, batch_unshuffle
+from ..memories.sharded_state import ShardedState
 from ..selectors import SelectorOutput
 
 
@@ -98,6 +100,22 @@ class MSF(BaseModel):
         """
         for p_o, p_t in zip(self.online_parameters(), self.target_parameters()):
             p_t.mul_(momentum).add_(p_o.detach(), alpha=1.0 - momentum)
+
+    @contextlib.contextmanager
+    def full_state(self, dst: int = 0):
+        """Within the block, ``state_dict()`` on rank ``dst`` holds every sharded table whole
+        (the bank, M', the slot labels, the per-image cache), under the replicated keys and
+        shapes. Entering gathers them to ``dst``'s CPU: call it on every rank (a collective;
+        nothing to do for a replicated bank). The Runner's checkpoints do this by themselves
+        (``NNMemoryBankHook``)."""
+        parts = [m for m in self.modules() if isinstance(m, ShardedState) and m.is_split]
+        for m in parts:
+            m.gather_full_state(dst)
+        try:
+            yield self
+        finally:
+            for m in parts:
+                m.release_full_state()
 
     # ------------------------------------------------------------------ embeddings
     def extract_feat(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -208,8 +226,14 @@ class MSF(BaseModel):
         """Purity (paper Fig. 4): share of neighbours 2..k with the query's label (self excluded)."""
         out: Dict[str, torch.Tensor] = {}
         has_label = labels >= 0
-        if sel.indices.shape[1] > 1 and bool(has_label.any()):
-            nb_labels = self.memory_bank.labels[sel.indices[:, 1:]]
+        if sel.indices.shape[1] < 2:
+            return out
+        bank = self.memory_bank
+        # a sharded bank fetches the labels from their owners: every rank takes part
+        any_label = bool(has_label.any())
+        if any_label or getattr(bank, 'distributed', False):
+            nb_labels = bank.get_labels(sel.indices[:, 1:])
+        if any_label:
             same = (nb_labels == labels[:, None]).float()[has_label]
             out[f'{prefix}purity'] = same.mean()
         return out

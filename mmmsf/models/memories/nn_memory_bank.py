@@ -7,6 +7,16 @@ is registered as buffers, so it is saved in checkpoints and restored by ``--resu
 Every rank enqueues the *all-gathered* targets of the step, in rank order, so the banks of all
 ranks stay identical (the reference code used DataParallel, where there is a single bank).
 
+**Sharded** (``sharded=True``): rank ``r`` of ``W`` holds only the slots
+``[r K/W, (r+1) K/W)`` -- ``K D bytes / W`` of memory -- and writes the part of each
+all-gathered batch that lands there, so the global slots are those of the replicated bank.
+:meth:`search` is then a collective over the same query rows on every rank (the selectors run
+on the all-gathered queries): each rank searches its shard, the owners of the queries merge the
+candidates, and every rank gets exactly the replicated bank's neighbours, in the same order,
+ties by global slot (:mod:`mmmsf.utils.sharding`). :meth:`get` and :meth:`get_labels` fetch the
+rows a rank's loss needs from their owners. Checkpoints hold the whole bank
+(:mod:`.sharded_state`), so a run resumes on any world size, sharded or not.
+
 Cost per step (paper Table 1: the search is 0.72% of a step with 128K slots, 6.78% with 1M):
 the write is an in-place copy into the ring at a pointer mirrored on the host (no device sync);
 the exact search (:mod:`mmmsf.utils.knn_search`) runs one GEMM per block of ``chunk_size``
@@ -15,22 +25,25 @@ so nothing bank-sized is allocated per step. ``benchmarks/`` measures both (READ
 "Performance").
 """
 import warnings
-from typing import Optional, Tuple, Union
+from typing import Callable, Optional, Tuple, Union
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
+
+from mmengine.dist import get_rank, get_world_size
 
 from mmmsf.registry import MODELS
-from mmmsf.utils import knn_search
+from mmmsf.utils import knn_search, sharding
 from mmmsf.utils.dist_utils import concat_all_gather
 from mmmsf.utils.slot_mask import SlotMask
+from .sharded_state import ShardedState
+
+SlotFn = Callable[[int, int], torch.Tensor]
 
 _DTYPES = {'float32': torch.float32, 'float16': torch.float16, 'bfloat16': torch.bfloat16}
 
 
 @MODELS.register_module()
-class NNMemoryBank(nn.Module):
+class NNMemoryBank(ShardedState):
     """FIFO bank of ``size`` x ``dim`` unit vectors with exact top-k search.
 
     Args:
@@ -43,10 +56,12 @@ class NNMemoryBank(nn.Module):
             the same neighbours in the same order (ties: lower bank index first).
         chunk_size: bank rows per distance block of the torch search (and per faiss GEMM on
             the CPU): a search holds at most ``B x chunk_size`` float32 similarities.
+        sharded: split the slots across the ranks of the default process group (module
+            docstring); the world size must divide ``size``.
     """
 
     def __init__(self, size: int, dim: int, dtype: str = 'float32', search: str = 'torch',
-                 chunk_size: int = knn_search.DEFAULT_CHUNK):
+                 chunk_size: int = knn_search.DEFAULT_CHUNK, sharded: bool = False):
         super().__init__()
         if size <= 0 or dim <= 0:
             raise ValueError(f'NNMemoryBank needs size > 0 and dim > 0, got {size} x {dim}.')
@@ -58,14 +73,29 @@ class NNMemoryBank(nn.Module):
             raise ValueError(f'NNMemoryBank chunk_size={chunk_size} must be >= 1.')
         self.size, self.dim, self.search_backend = size, dim, search
         self.chunk_size = chunk_size
-        bank = F.normalize(torch.randn(size, dim), dim=1).to(_DTYPES[dtype])
+        self.sharded = bool(sharded)
+        world = get_world_size() if self.sharded else 1
+        self.shard = sharding.equal_shard(size, get_rank() if self.sharded else 0, world)
+        start, stop = self.shard
+        self.local_size = stop - start
+        # the rows of the replicated initial bank, one chunk at a time (same random stream)
+        bank = sharding.random_unit_rows(size, dim, keep=self.shard).to(_DTYPES[dtype])
         self.register_buffer('bank', bank)
         self.register_buffer('ptr', torch.zeros((), dtype=torch.long))
         self.register_buffer('num_written', torch.zeros((), dtype=torch.long))
-        self.register_buffer('labels', torch.full((size, ), -1, dtype=torch.long))
-        self.register_buffer('sample_idx', torch.full((size, ), -1, dtype=torch.long))
+        self.register_buffer('labels', torch.full((self.local_size, ), -1, dtype=torch.long))
+        self.register_buffer('sample_idx', torch.full((self.local_size, ), -1,
+                                                      dtype=torch.long))
+        for name in ('bank', 'labels', 'sample_idx'):
+            self.register_sharded(name, size, start, stop, self.local_size)
         self._host_cache: dict = {}
         self._faiss_gpu: Optional[bool] = None
+        self._last_write: Optional[Tuple[torch.Tensor, ...]] = None
+
+    @property
+    def distributed(self) -> bool:
+        """Sharded over more than one rank: searches and row look-ups are collectives."""
+        return self.local_size < self.size
 
     def check_batch(self, global_batch: int, k: int = 1) -> None:
         """Raise a clear error if the bank cannot work with this global batch and k."""
@@ -130,15 +160,23 @@ class NNMemoryBank(nn.Module):
         ptr = self._host_int('ptr')
         written = self._host_int('num_written')
         slots = torch.arange(ptr, ptr + n, device=self.bank.device)
-        self.bank[ptr:ptr + n].copy_(emb.detach())
-        if labels is None:
-            self.labels[ptr:ptr + n].fill_(-1)
-        else:
-            self.labels[ptr:ptr + n].copy_(labels)
-        if sample_idx is None:
-            self.sample_idx[ptr:ptr + n].fill_(-1)
-        else:
-            self.sample_idx[ptr:ptr + n].copy_(sample_idx)
+        # this rank's part of the write (all of it unless sharded); K % n == 0: no wrap inside
+        start, stop = self.shard
+        lo, hi = max(ptr, start), min(ptr + n, stop)
+        if lo < hi:
+            dst, src = slice(lo - start, hi - start), slice(lo - ptr, hi - ptr)
+            self.bank[dst].copy_(emb[src].detach())
+            if labels is None:
+                self.labels[dst].fill_(-1)
+            else:
+                self.labels[dst].copy_(labels[src])
+            if sample_idx is None:
+                self.sample_idx[dst].fill_(-1)
+            else:
+                self.sample_idx[dst].copy_(sample_idx[src])
+        if self.distributed:  # what was written, for read_written() (no other rank has it)
+            self._last_write = (slots, emb.detach().to(self.bank.dtype),
+                                None if sample_idx is None else sample_idx.detach())
         new_ptr = (ptr + n) % self.size
         self.ptr.fill_(new_ptr)
         self.num_written.fill_(written + n)
@@ -153,11 +191,67 @@ class NNMemoryBank(nn.Module):
         """Exact top-k neighbours of unit ``query`` (B, D): (similarity, index), (B, k) each.
 
         Squared Euclidean distance on unit vectors is ``2 - 2 * similarity``. Masked searches
-        (CMSF's constrained sets) always use the chunked torch search.
+        (CMSF's constrained sets) always use the chunked torch search. ``mask`` is (B, K) over
+        the global slots. On a sharded bank this is a collective: every rank passes the same
+        ``query`` rows and mask and gets the same answer, the replicated bank's.
         """
+        if not self.distributed:
+            return self._local_search(query, k, mask)
+        return sharding.sharded_topk(query, k, self._local_search, self.shard, self.size, mask)
+
+    def _local_search(self, query: torch.Tensor, k: int,
+                      mask: Optional[Union[torch.Tensor, SlotMask]] = None
+                      ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Exact top-k over the slots this rank holds (all of them unless sharded)."""
         if mask is None and self._use_faiss():
             return knn_search.faiss_topk(query, self.bank, k, self.chunk_size)
         return knn_search.chunked_topk(query, self.bank, k, self.chunk_size, mask)
+
+    @torch.no_grad()
+    def search_keys(self, query: torch.Tensor, keys: torch.Tensor, k: int,
+                    mask: Optional[Union[torch.Tensor, SlotMask]] = None
+                    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Exact top-k in another per-slot table sharded like this bank (CMSF-2Q's M': this
+        rank's rows ``keys``); a collective on a sharded bank, as :meth:`search`."""
+        def local(q, kk, m):
+            return knn_search.chunked_topk(q, keys, kk, self.chunk_size, m)
+
+        if not self.distributed:
+            return local(query, k, mask)
+        return sharding.sharded_topk(query, k, local, self.shard, self.size, mask)
+
+    @torch.no_grad()
+    def count(self, mask: Union[torch.Tensor, SlotMask]) -> torch.Tensor:
+        """|C(b)| of a (B, K) global-slot mask, (B,) int32 (a collective on a sharded bank)."""
+        if not self.distributed:
+            return SlotMask.coerce(mask).count(self.chunk_size)
+        return sharding.sharded_count(mask, self.shard, self.chunk_size)
+
+    # ------------------------------------------------------------------ per-slot data
+    def slot_fn(self, table: torch.Tensor) -> SlotFn:
+        """``(start, stop) -> rows`` of a per-slot table held like the bank (this rank's rows
+        of it), addressed by global slot -- what :class:`SlotMask` constructors take. A sharded
+        search only asks a rank for its own slots."""
+        offset = self.shard[0]
+        if offset == 0:
+            return lambda s, e: table[s:e]
+        return lambda s, e: table[s - offset:e - offset]
+
+    def local_slots(self, slots: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(which of the global ``slots`` this rank holds (bool), their local positions)."""
+        start, stop = self.shard
+        mine = (slots >= start) & (slots < stop)
+        return mine, (slots - start)[mine]
+
+    def read_written(self, slots: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(embeddings as stored, dataset indices) of the slots the last enqueue wrote."""
+        if not self.distributed:
+            return self.bank[slots], self.sample_idx[slots]
+        last = self._last_write
+        if last is None or not torch.equal(last[0], slots.to(last[0].device)):
+            raise RuntimeError('NNMemoryBank.read_written: pass the slots of the last enqueue.')
+        idx = last[2] if last[2] is not None else torch.full_like(slots, -1)
+        return last[1], idx
 
     def _use_faiss(self) -> bool:
         if self.search_backend == 'torch':
@@ -180,12 +274,33 @@ class NNMemoryBank(nn.Module):
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by the bank's buffers (embeddings, labels, dataset indices, pointers)."""
+        """Bytes held by the bank's buffers on this rank (embeddings, labels, dataset indices,
+        pointers): ``K D bytes / W`` plus 16 bytes per local slot when sharded."""
         return sum(b.numel() * b.element_size() for b in self.buffers())
 
     def get(self, indices: torch.Tensor) -> torch.Tensor:
-        """Bank rows at ``indices`` (any shape), as float32-or-query precision."""
-        return self.bank[indices]
+        """Bank rows at global slots ``indices`` (any shape), in the storage dtype. Sharded:
+        a collective in which every rank asks for its own rows (fetched from their owners)."""
+        if not self.distributed:
+            return self.bank[indices]
+        return sharding.fetch_rows(self.bank, self.shard[0], self.local_size, indices)
+
+    def get_labels(self, indices: torch.Tensor) -> torch.Tensor:
+        """Labels of the entries at global slots ``indices`` (a collective when sharded)."""
+        if not self.distributed:
+            return self.labels[indices]
+        return sharding.fetch_rows(self.labels, self.shard[0], self.local_size, indices)
+
+    @torch.no_grad()
+    def unconstrained_ranks(self, query: torch.Tensor, indices: torch.Tensor,
+                            chunk_size: int = 16384) -> torch.Tensor:
+        """1-based rank of slot ``indices[b, j]`` in query ``b``'s unconstrained order (see
+        :func:`~mmmsf.utils.knn_search.unconstrained_ranks`); a collective over the same rows
+        on every rank when sharded."""
+        if not self.distributed:
+            return knn_search.unconstrained_ranks(query, self.bank, indices, chunk_size)
+        return sharding.sharded_unconstrained_ranks(query, self.bank, self.shard[0], indices,
+                                                    chunk_size)
 
     @property
     def fill(self) -> float:
@@ -193,6 +308,8 @@ class NNMemoryBank(nn.Module):
         return min(1.0, self.total_written / self.size)
 
     def extra_repr(self) -> str:
+        shard = f', slots {self.shard[0]}:{self.shard[1]} on this rank' if self.distributed \
+            else ''
         return (f'size={self.size}, dim={self.dim}, dtype={self.bank.dtype}, '
                 f'search={self.search_backend}, '
-                f'{self.bank.numel() * self.bank.element_size() / 2**20:.1f} MiB')
+                f'{self.bank.numel() * self.bank.element_size() / 2**20:.1f} MiB{shard}')

@@ -6,6 +6,14 @@ declares in ``requires`` (e.g. ``'labels'``, ``'sample_idx'``, ``'extra_view_tar
 returns the ``k`` bank indices of each query's neighbours within its constrained set C, plus a mask of
 the queries that were actually constrained (the others fell back to the plain top-k).
 
+On a sharded memory bank (``memory_bank.sharded=True`` on several ranks) every rank runs the
+selection on the *all-gathered* queries and side information (per-query tensors, also those in
+dicts such as the outputs of a selector's ``step_inputs``), so each search is the same
+collective on every rank; each rank then keeps the rows of its own queries. Selector code is the
+same for both banks as long as it reads per-slot data through the bank (``bank.slot_fn``,
+``bank.count``, ``bank.search``/``bank.search_keys``); per-query extras ((B, ...) tensors)
+are cut to this rank's rows like the indices.
+
 To add a selector: write one file with a registered subclass, name it in a config's
 ``model.selector`` (or CMSF's ``model.constrained_selector``); nothing else changes.
 """
@@ -14,6 +22,9 @@ from typing import Dict, Tuple
 
 import torch
 import torch.nn as nn
+from mmengine.dist import get_rank, get_world_size
+
+from mmmsf.utils.sharding import all_gather_rows
 
 
 @dataclass
@@ -39,7 +50,29 @@ class BaseSelector(nn.Module):
         if missing:
             raise ValueError(f'{type(self).__name__} needs {missing}; the dataset/pipeline must '
                              'provide them (e.g. gt_label for supervised selectors).')
+        if getattr(bank, 'distributed', False):
+            return self._select_all_ranks(query, bank, k, side)
         return self.select(query, bank, k, **side)
+
+    def _select_all_ranks(self, query: torch.Tensor, bank, k: int, side: Dict) -> SelectorOutput:
+        """Select for the all-gathered queries (the same on every rank); keep this rank's."""
+        b, world = query.shape[0], get_world_size()
+
+        def gather(t):
+            # per-query tensors, also inside the dicts of per-step side inputs (e.g. a
+            # selector's ``step_inputs``, computed once on this rank's queries)
+            if isinstance(t, dict):
+                return {name: gather(v) for name, v in t.items()}
+            if isinstance(t, torch.Tensor) and t.dim() >= 1 and t.shape[0] == b:
+                return all_gather_rows(t)
+            return t
+
+        side_all = {name: gather(t) for name, t in side.items()}
+        out = self.select(all_gather_rows(query), bank, k, **side_all)
+        mine = slice(get_rank() * b, (get_rank() + 1) * b)
+        extras = {name: v[mine] if v.dim() >= 1 and v.shape[0] == world * b else v
+                  for name, v in out.extras.items()}
+        return SelectorOutput(out.indices[mine], out.constrained[mine], extras)
 
     def select(self, query: torch.Tensor, bank, k: int, **side) -> SelectorOutput:
         raise NotImplementedError

@@ -17,8 +17,9 @@ Rules shared by every constrained selector:
   does implicitly by adding a constant to the distances of the entries in C before one top-k; we
   do it exactly with two searches. ``extras['c_size']`` holds |C| per query (K for unconstrained
   ones), so the logs show how often it happens.
-* Extras named ``ratio/<name>`` are (numerator, denominator) pairs the algorithm logs as
-  ``<name>`` (e.g. the pseudo-label accuracy).
+* Extras named ``ratio/<name>`` are (B, 2) per-query (numerator, denominator) terms that the
+  algorithm sums and logs as ``<name>`` (e.g. the pseudo-label accuracy); a (2,) pair of sums
+  also works.
 * The query itself was enqueued before the search; for all selectors in this package it belongs
   to its own C, so neighbour #1 is the query itself as in MSF.
 
@@ -28,17 +29,20 @@ algorithm keep it in step with the bank: :meth:`bind` (allocate state shaped lik
 once at build time), :meth:`step_inputs` (side information derived from the step's queries,
 computed once per step before the enqueue and passed back to the other two as keywords) and
 :meth:`after_enqueue` (called each step right after the step's targets were written to the bank,
-with the slots they went to).
+with the slots they went to). Per-slot state is held like the bank: this rank's slots only when
+the bank is sharded (``bank.shard``, ``bank.local_slots``, ``bank.slot_fn``), registered with
+:meth:`register_sharded` so checkpoints hold it whole.
 """
 from typing import Dict, Sequence, Tuple, Union
 
 import torch
 
 from mmmsf.utils.slot_mask import SlotMask
+from ..memories.sharded_state import ShardedState
 from .base_selector import BaseSelector, SelectorOutput
 
 
-class ConstrainedSelector(BaseSelector):
+class ConstrainedSelector(BaseSelector, ShardedState):
     """Base of CMSF's selectors; subclasses implement :meth:`constraint_mask`.
 
     Attributes:
@@ -81,7 +85,7 @@ class ConstrainedSelector(BaseSelector):
         others; short sets are completed with the nearest entries outside C (module docstring).
         """
         mask = SlotMask.coerce(mask).or_rows(~constrained)
-        c_size = mask.count(bank.chunk_size)
+        c_size = bank.count(mask)
         _, idx = bank.search(query, k, mask=mask)
         short = torch.nonzero(c_size < k).flatten()
         if short.numel():

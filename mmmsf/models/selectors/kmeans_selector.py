@@ -42,9 +42,9 @@ class KMeansSelector(ConstrainedSelector):
             return (SlotMask.full(b, bank.size, True, query.device),
                     torch.zeros(b, dtype=torch.bool, device=query.device))
         q_ids = per_image_lookup(self.cluster_ids, sample_idx)
-        slot_idx = bank.sample_idx
+        slot_idx = bank.slot_fn(bank.sample_idx)  # global slots (this rank's, when sharded)
 
         def slot_ids(s: int, e: int) -> torch.Tensor:  # current cluster of each slot's image
-            return per_image_lookup(self.cluster_ids, slot_idx[s:e].to(sample_idx.device))
+            return per_image_lookup(self.cluster_ids, slot_idx(s, e).to(sample_idx.device))
 
         return SlotMask.same_key(q_ids, slot_ids, bank.size), q_ids >= 0

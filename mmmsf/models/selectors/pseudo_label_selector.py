@@ -43,7 +43,7 @@ class PseudoLabelSelector(ConstrainedSelector):
 
     State (in checkpoints): ``classifier``; ``trained`` (the classifier was trained at least
     once); ``is_labelled`` (N,) bool, the labelled subset, set by the hook from its file list;
-    ``slot_labels`` (K,) the constraint label of each bank slot.
+    ``slot_labels`` (K,) the constraint label of each bank slot (this rank's K/W when sharded).
     """
     requires = ('sample_idx', 'labels')
     per_image_buffers = ('is_labelled', )
@@ -74,7 +74,9 @@ class PseudoLabelSelector(ConstrainedSelector):
         elif self.in_channels != bank.dim:
             raise ValueError(f'PseudoLabelSelector in_channels={self.in_channels} differs from '
                              f'the memory bank dim {bank.dim}; drop in_channels.')
-        self.register_buffer('slot_labels', torch.full((bank.size, ), -1, dtype=torch.long))
+        self.register_buffer('slot_labels', torch.full((bank.local_size, ), -1,
+                                                       dtype=torch.long))
+        self.register_sharded('slot_labels', bank.size, *bank.shard, bank.local_size)
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -172,32 +174,33 @@ class PseudoLabelSelector(ConstrainedSelector):
         if lab_all.shape[0] != slots.numel():
             raise RuntimeError(f'PseudoLabelSelector: {lab_all.shape[0]} labels for '
                                f'{slots.numel()} bank slots written this step.')
-        self.slot_labels[slots.to(self.slot_labels.device)] = lab_all.to(self.slot_labels.device)
+        mine, local = bank.local_slots(slots.to(self.slot_labels.device))
+        self.slot_labels[local] = lab_all.to(self.slot_labels.device)[mine]
 
-    @staticmethod
-    def _mask(slot_labels: torch.Tensor, q_lab: torch.Tensor) -> SlotMask:
-        return SlotMask.same_key(q_lab, slot_labels, slot_labels.numel())
+    def _mask(self, bank, q_lab: torch.Tensor) -> SlotMask:
+        return SlotMask.same_key(q_lab, bank.slot_fn(self.slot_labels), bank.size)
 
     def constraint_mask(self, query: torch.Tensor, bank, sample_idx: torch.Tensor,
                         labels: torch.Tensor, pseudo_labels=None,
                         **side) -> Tuple[SlotMask, torch.Tensor]:
         q_lab = self._labels_of(query, sample_idx, labels, pseudo_labels)['labels']
-        return self._mask(self.slot_labels, q_lab), q_lab >= 0
+        return self._mask(bank, q_lab), q_lab >= 0
 
     @torch.no_grad()
     def select(self, query: torch.Tensor, bank, k: int, sample_idx: torch.Tensor,
                labels: torch.Tensor, pseudo_labels=None, **side):
         info = self._labels_of(query, sample_idx, labels, pseudo_labels)
         q_lab = info['labels']
-        out = self.topk_in_set(query, bank, k, self._mask(self.slot_labels, q_lab), q_lab >= 0)
-        # logged ratios (numerator, denominator): unlabelled queries with a confident
-        # pseudo-label, and the accuracy of those pseudo-labels where the ground truth is known
+        out = self.topk_in_set(query, bank, k, self._mask(bank, q_lab), q_lab >= 0)
+        # logged ratios, per query (numerator, denominator) terms: unlabelled queries with a
+        # confident pseudo-label, and the accuracy of those pseudo-labels where the ground
+        # truth is known
         unlabelled = ~info['labelled']
         scored = info['confident'] & (labels >= 0)
         out.extras['ratio/pseudo_label_frac'] = torch.stack(
-            [info['confident'].sum(), unlabelled.sum()]).float()
+            [info['confident'], unlabelled], dim=1).float()
         out.extras['ratio/pseudo_label_acc'] = torch.stack(
-            [((info['pseudo'] == labels) & scored).sum(), scored.sum()]).float()
+            [(info['pseudo'] == labels) & scored, scored], dim=1).float()
         return out
 
     def extra_repr(self) -> str:

@@ -21,4 +21,4 @@ class SupervisedSelector(ConstrainedSelector):
 
     def constraint_mask(self, query: torch.Tensor, bank, labels: torch.Tensor,
                         **side) -> Tuple[SlotMask, torch.Tensor]:
-        return SlotMask.same_key(labels, bank.labels, bank.size), labels >= 0
+        return SlotMask.same_key(labels, bank.slot_fn(bank.labels), bank.size), labels >= 0

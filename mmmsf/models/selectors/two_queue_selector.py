@@ -26,11 +26,11 @@ initial slots of M' are never in C either.
 from typing import Tuple
 
 import torch
-import torch.nn.functional as F
 
 from mmmsf.registry import MODELS
 from mmmsf.utils.dist_utils import concat_all_gather
-from mmmsf.utils.knn_search import DEFAULT_CHUNK, chunked_topk
+from mmmsf.utils.knn_search import DEFAULT_CHUNK
+from mmmsf.utils.sharding import random_unit_rows
 from mmmsf.utils.slot_mask import SlotMask
 from .constrained_selector import ConstrainedSelector
 
@@ -63,9 +63,12 @@ class TwoQueueSelector(ConstrainedSelector):
 
     def bind(self, bank) -> None:
         self.chunk_size = bank.chunk_size
-        second = F.normalize(torch.randn(bank.size, bank.dim), dim=1).to(bank.bank.dtype)
+        # sharded like M (same random stream as one randn(K, D) of the replicated M')
+        second = random_unit_rows(bank.size, bank.dim, keep=bank.shard).to(bank.bank.dtype)
         self.register_buffer('second_bank', second)
-        self.register_buffer('second_valid', torch.zeros(bank.size, dtype=torch.bool))
+        self.register_buffer('second_valid', torch.zeros(bank.local_size, dtype=torch.bool))
+        for name in ('second_bank', 'second_valid'):
+            self.register_sharded(name, bank.size, *bank.shard, bank.local_size)
 
     def _check_bound(self) -> None:
         if not hasattr(self, 'second_bank'):
@@ -88,19 +91,20 @@ class TwoQueueSelector(ConstrainedSelector):
         if u2_all.shape[0] != slots.numel():
             raise RuntimeError(f'TwoQueueSelector: {u2_all.shape[0]} second embeddings for '
                                f'{slots.numel()} bank slots written this step.')
-        slots = slots.to(self.second_bank.device)
-        self.second_bank[slots] = u2_all.to(self.second_bank)
-        self.second_valid[slots] = valid_all.to(self.second_valid.device)
+        mine, local = bank.local_slots(slots.to(self.second_bank.device))
+        self.second_bank[local] = u2_all.to(self.second_bank)[mine]
+        self.second_valid[local] = valid_all.to(self.second_valid.device)[mine]
 
     def constraint_mask(self, query: torch.Tensor, bank,
                         **side) -> Tuple[SlotMask, torch.Tensor]:
         self._check_bound()
         u2, valid = self._second(side)
-        b, size = query.shape[0], self.second_bank.shape[0]
+        b, size = query.shape[0], bank.size
         kp = min(self.topk_prime, size)
-        valid_slots = self.second_valid.to(query.device)[None, :].expand(b, size)
-        sims, idx = chunked_topk(u2.to(query.device), self.second_bank, kp, self.chunk_size,
-                                 valid_slots)
+        valid_fn = bank.slot_fn(self.second_valid)
+        valid_slots = SlotMask((b, size), lambda s, e: valid_fn(s, e).to(query.device)[None, :]
+                               .expand(b, e - s))
+        sims, idx = bank.search_keys(u2.to(query.device), self.second_bank, kp, valid_slots)
         in_c = torch.isfinite(sims)  # -inf: fewer than k' valid slots in M'
         return (SlotMask.index_sets(idx, in_c, size),
                 valid.to(query.device) & in_c.any(dim=1))
