@@ -9,6 +9,8 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
+from mmmsf.models.memories.sharded_state import SHARD_KEY, ShardedState
+
 
 def prepare_train_cfg(cfg: Config, work_dir: Optional[str] = None, resume: Optional[str] = None,
                       amp: bool = False, launcher: str = 'none') -> Config:
@@ -113,13 +115,21 @@ def check_checkpoint_fits(model: torch.nn.Module, path: str, max_listed: int = 5
     ckpt = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
     state: Dict[str, torch.Tensor] = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) \
         else {}
-    mine = model.state_dict()
+    mine = {k: (tuple(v.shape), v.numel()) for k, v in model.state_dict().items()}
+    # a sharded table holds this rank's rows; checkpoints hold it whole (its global shape)
+    for mod_name, mod in model.named_modules():
+        if isinstance(mod, ShardedState) and mod.is_split:
+            prefix = mod_name + '.' if mod_name else ''
+            mine.pop(prefix + SHARD_KEY, None)
+            for name, (total, *_) in mod._sharded_tables().items():
+                shape, numel = mine[prefix + name]
+                mine[prefix + name] = ((total,) + shape[1:], numel)
     # per-image buffers (embedding cache, cluster ids, ...) are allocated by hooks before the
     # run: an empty model tensor takes any shape
-    differ: List[str] = [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(mine[k].shape)}'
+    differ: List[str] = [f'{k}: checkpoint {tuple(v.shape)} vs model {mine[k][0]}'
                          for k, v in state.items()
-                         if k in mine and hasattr(v, 'shape') and v.shape != mine[k].shape
-                         and mine[k].numel() > 0]
+                         if k in mine and hasattr(v, 'shape') and tuple(v.shape) != mine[k][0]
+                         and mine[k][1] > 0]
     missing = [k for k in mine if k not in state]
     unexpected = [k for k in state if k not in mine]
     if not (differ or missing or unexpected):
