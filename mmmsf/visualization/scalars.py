@@ -12,7 +12,7 @@ import glob
 import json
 import os.path as osp
 from collections import OrderedDict
-from typing import Dict, List, Tuple
+from typing import Dict, Iterator, List, Tuple
 
 import numpy as np
 
@@ -29,9 +29,9 @@ def scalar_files(work_dir: str) -> List[str]:
     return files
 
 
-def load_train_scalars(work_dir: str) -> List[Dict]:
-    """Training records (those with an ``epoch`` and a ``loss``), one per logged step."""
-    by_step: 'OrderedDict[int, Dict]' = OrderedDict()
+def _records(work_dir: str) -> Iterator[Dict]:
+    """Every logged record of the run's scalar files, in file order; a corrupt line is an
+    error naming the file and line."""
     for path in scalar_files(work_dir):
         with open(path) as f:
             for ln_no, line in enumerate(f, 1):
@@ -41,8 +41,15 @@ def load_train_scalars(work_dir: str) -> List[Dict]:
                     rec = json.loads(line)
                 except json.JSONDecodeError as e:
                     raise ValueError(f'{path}:{ln_no} is not valid JSON ({e}).') from None
-                if 'epoch' in rec and 'loss' in rec and 'step' in rec:
-                    by_step[int(rec['step'])] = rec
+                yield rec
+
+
+def load_train_scalars(work_dir: str) -> List[Dict]:
+    """Training records (those with an ``epoch`` and a ``loss``), one per logged step."""
+    by_step: 'OrderedDict[int, Dict]' = OrderedDict()
+    for rec in _records(work_dir):
+        if 'epoch' in rec and 'loss' in rec and 'step' in rec:
+            by_step[int(rec['step'])] = rec
     return [by_step[s] for s in sorted(by_step)]
 
 
@@ -64,15 +71,7 @@ def load_val_scalars(work_dir: str) -> List[Dict]:
     order, e.g. ``{"knn/top1@1": 31.2, "knn/top1@20": 35.0, "step": 3}``; an epoch logged
     twice (a resumed run validating again) keeps its latest record."""
     by_epoch: Dict[int, Dict] = {}
-    for path in scalar_files(work_dir):
-        with open(path) as f:
-            for ln_no, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f'{path}:{ln_no} is not valid JSON ({e}).') from None
-                if 'loss' not in rec and 'iter' not in rec and 'step' in rec:
-                    by_epoch[int(rec['step'])] = rec
+    for rec in _records(work_dir):
+        if 'loss' not in rec and 'iter' not in rec and 'step' in rec:
+            by_epoch[int(rec['step'])] = rec
     return [by_epoch[e] for e in sorted(by_epoch)]
