@@ -99,7 +99,7 @@ EXPECTED = {
          ('ConstrainedRankHook', dict(interval=5)),
          ('RandomStateHook', {})]),
     'configs/demo/msf_r18_cifar10mini_ws.py': (
-        {'type': 'MSF', 'topk': 5, 'bank': 2048, 'dim': 64},
+        {'type': 'MSF', 'topk': 1, 'bank': 2048, 'dim': 64},
         [('MomentumUpdateHook', dict(momentum=0.99)),
          ('NNMemoryBankHook', dict(interval=5)),
          ('RandomStateHook', {})]),
