@@ -42,8 +42,8 @@ def write_list(path, split: str, per_class: int, classes=CLASSES) -> str:
 
 
 def model_opts() -> dict:
-    """A width-8 small-stem ResNet-18 MSF (the demo config, shrunk)."""
-    return {'model.backbone.base_channels': 8, 'model.neck.in_channels': 64,
+    """A width-8 small-stem ResNet-18 MSF (the demo config, shrunk; k = 5 so purity is logged)."""
+    return {'model.topk': 5, 'model.backbone.base_channels': 8, 'model.neck.in_channels': 64,
             'model.neck.hid_channels': 64, 'model.neck.out_channels': 32,
             'model.predictor.in_channels': 32, 'model.predictor.hid_channels': 64,
             'model.predictor.out_channels': 32, 'model.memory_bank.size': 128,

@@ -17,7 +17,8 @@ DEMO = osp.join(ROOT, 'configs/demo/msf_r18_cifar10mini_ws.py')
 
 def train_tool(tmp_path, monkeypatch, work, *flags):
     lst = write_list(tmp_path / 'few.txt', 'train', 4)  # 40 images: 5 iterations of 8
-    opts = ['model.backbone.base_channels=8', 'model.neck.in_channels=64',
+    # k = 5: the demo's k = 1 has no neighbours besides the query, so no purity is logged
+    opts = ['model.topk=5', 'model.backbone.base_channels=8', 'model.neck.in_channels=64',
             'model.memory_bank.size=64', 'train_dataloader.batch_size=8',
             'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
             f'train_dataloader.dataset.ann_file={lst}',
