@@ -9,6 +9,7 @@ prints the loss traces of a checkout:
 import json
 import os
 import os.path as osp
+import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +22,7 @@ DEMOS = {'msf': 'msf_r18_cifar10mini_ws.py', 'km': 'cmsf_km_r18_cifar10mini.py',
          'sup': 'cmsf_sup_r18_cifar10mini.py', 'semisup_10p': 'cmsf_semisup_10p_r18_cifar10mini.py'}
 PER_CLASS, BATCH, EPOCHS = 8, 16, 2     # 80 images, global batch 16: 5 iterations per epoch
 CKPT_EVERY, KILL_AT = 3, 8              # iteration checkpoints 3, 6, 9; killed after iteration 8
+VAL_PER_CLASS = 2                       # online kNN queries: 20 test images
 
 PROBE = '''
 import json, os, signal
@@ -56,10 +58,10 @@ runpy.run_path(train, run_name='__main__')
 '''
 
 
-def _subset(tmp: str, root: str) -> str:
-    mini = osp.join(root, 'data', 'cifar10_mini', 'train')
-    lines = [f'{c}/{i:04d}.jpg' for c in sorted(os.listdir(mini)) for i in range(PER_CLASS)]
-    path = osp.join(tmp, 'subset.txt')
+def _subset(tmp: str, root: str, split: str = 'train', per_class: int = PER_CLASS) -> str:
+    mini = osp.join(root, 'data', 'cifar10_mini', split)
+    lines = [f'{c}/{i:04d}.jpg' for c in sorted(os.listdir(mini)) for i in range(per_class)]
+    path = osp.join(tmp, f'{split}_subset.txt')
     with open(path, 'w') as f:
         f.write('\n'.join(lines) + '\n')
     return path
@@ -67,7 +69,8 @@ def _subset(tmp: str, root: str) -> str:
 
 def write_config(name: str, tmp: str, root: str = ROOT, nproc: int = 1) -> str:
     """The demo config, CPU-tiny (width 8, 80 images, global batch 16) with its data
-    settings (loader workers, persistent workers) left alone."""
+    settings (loader workers, persistent workers) left alone. The online kNN validation still
+    runs after every epoch, on the 80 training images and 2 test images per class."""
     from mmengine.config import Config
     cfg = Config.fromfile(osp.join(root, 'configs', 'demo', DEMOS[name]))
     assert cfg.train_dataloader.num_workers > 0 and cfg.train_dataloader.persistent_workers
@@ -80,6 +83,10 @@ def write_config(name: str, tmp: str, root: str = ROOT, nproc: int = 1) -> str:
         'train_dataloader.batch_size': BATCH // nproc,
         'train_dataloader.dataset.data_root': osp.join(root, 'data', 'cifar10_mini'),
         'train_dataloader.dataset.ann_file': _subset(tmp, root),
+        'knn_train_dataloader.dataset.data_root': osp.join(root, 'data', 'cifar10_mini'),
+        'knn_train_dataloader.dataset.ann_file': _subset(tmp, root),
+        'val_dataloader.dataset.data_root': osp.join(root, 'data', 'cifar10_mini'),
+        'val_dataloader.dataset.ann_file': _subset(tmp, root, 'test', VAL_PER_CLASS),
         'train_cfg.max_epochs': EPOCHS,
         'param_scheduler': [dict(type='CosineAnnealingLR', T_max=EPOCHS, by_epoch=True,
                                  begin=0, end=EPOCHS)],
@@ -145,7 +152,21 @@ def train(cfg_path: str, work_dir: str, tmp: str, nproc: int, root: str, kill_at
         cmd = [sys.executable, '-m', 'torch.distributed.run', f'--nproc_per_node={nproc}',
                '--master_addr=127.0.0.1', f'--master_port={_free_port()}',
                osp.join(tmp, 'train_probed.py'), train_py, *args, '--launcher', 'pytorch']
-    return subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    # Output to files, not pipes: the loader workers of a SIGKILLed process would hold pipes
+    # open until their parent watchdog notices (seconds); their process group is ended here.
+    with open(osp.join(work_dir, 'stdout.txt'), 'w+') as out, \
+            open(osp.join(work_dir, 'stderr.txt'), 'w+') as err:
+        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=err,
+                                start_new_session=True)
+        try:
+            rc = proc.wait(timeout=900)
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        out.seek(0), err.seek(0)
+        return subprocess.CompletedProcess(cmd, rc, out.read(), err.read())
 
 
 def probed_losses(work_dir: str, rank: int = 0) -> Dict[int, float]:
