@@ -18,6 +18,16 @@ def _scope():
     yield
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny matrices: one thread is faster, and immune to a busy machine's thread contention
+    (``pytestmark = pytest.mark.usefixtures('one_thread')`` in a test file)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def tiny_msf_cfg(size: int = 64, dim: int = 16, topk: int = 3, width: int = 8, **kw) -> dict:
     """A few-thousand-parameter MSF (small-stem ResNet-18 of width 8)."""
     cfg = dict(
