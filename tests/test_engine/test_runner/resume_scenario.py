@@ -1,6 +1,7 @@
 """Kill-and-resume scenario in the demo's default data settings (loader workers, persistent
 workers), run through ``tools/train.py`` in fresh processes (1 process, or N gloo processes with
-torchrun), killed with SIGKILL mid-epoch. Used by test_exact_resume.py; also a script that
+torchrun), killed with SIGKILL mid-epoch. The uninterrupted reference runs of several variants
+may share their processes (:func:`reference_runs`); every killed or resumed run has its own. Used by test_exact_resume.py; also a script that
 prints the loss traces of a checkout:
 
     python tests/test_engine/test_runner/resume_scenario.py [--root CHECKOUT] [--nproc 2] \
@@ -13,7 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 HERE = osp.dirname(osp.abspath(__file__))
 ROOT = osp.dirname(osp.dirname(osp.dirname(HERE)))
@@ -50,11 +51,17 @@ class LossProbeHook(Hook):
             os.kill(os.getpid(), signal.SIGKILL)
 '''
 WRAPPER = '''
-import runpy, sys
+import json, runpy, sys
 import loss_probe  # noqa: F401  (registers LossProbeHook)
 train = sys.argv.pop(1)
-sys.argv[0] = train
-runpy.run_path(train, run_name='__main__')
+if sys.argv[1] == '--runs':  # several runs one after the other: [args of run 1, ...]
+    runs = json.load(open(sys.argv[2]))
+    extra = sys.argv[3:]
+else:
+    runs, extra = [sys.argv[1:]], []
+for args in runs:
+    sys.argv = [train, *args, *extra]
+    runpy.run_path(train, run_name='__main__')
 '''
 
 
@@ -127,25 +134,35 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def train(cfg_path: str, work_dir: str, tmp: str, nproc: int, root: str, kill_at: int = -1,
-          extra: List[str] = ()) -> subprocess.CompletedProcess:
-    """tools/train.py of ``root`` on ``cfg_path`` with the loss probe, in fresh processes."""
+def _probed_config(cfg_path: str, work_dir: str, kill_at: int = -1) -> str:
+    """The config plus the probe hook, in ``work_dir``."""
     os.makedirs(work_dir, exist_ok=True)
-    with open(osp.join(tmp, 'loss_probe.py'), 'w') as f:
-        f.write(PROBE)
-    with open(osp.join(tmp, 'train_probed.py'), 'w') as f:
-        f.write(WRAPPER)
     hook = dict(type='LossProbeHook', out_dir=work_dir, kill_at=kill_at)
     with open(cfg_path) as f:
         text = f.read()
     probed = osp.join(work_dir, 'probed_config.py')
-    with open(probed, 'w') as f:  # the config plus the probe hook
+    with open(probed, 'w') as f:
         f.write(text + f'\ncustom_hooks = custom_hooks + [{hook!r}]\n')
+    return probed
+
+
+def train(cfg_path: str, work_dir: str, tmp: str, nproc: int, root: str, kill_at: int = -1,
+          extra: List[str] = ()) -> subprocess.CompletedProcess:
+    """tools/train.py of ``root`` on ``cfg_path`` with the loss probe, in fresh processes."""
+    args = [_probed_config(cfg_path, work_dir, kill_at), '--work-dir', work_dir, *extra]
+    return _launch(args, work_dir, tmp, nproc, root)
+
+
+def _launch(args: List[str], out_dir: str, tmp: str, nproc: int, root: str
+            ) -> subprocess.CompletedProcess:
+    with open(osp.join(tmp, 'loss_probe.py'), 'w') as f:
+        f.write(PROBE)
+    with open(osp.join(tmp, 'train_probed.py'), 'w') as f:
+        f.write(WRAPPER)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, tmp]), OMP_NUM_THREADS='1',
                MKL_NUM_THREADS='1')
     env.pop('MMMSF_ERROR_DIR', None)
     train_py = osp.join(root, 'tools', 'train.py')
-    args = [probed, '--work-dir', work_dir, *extra]
     if nproc == 1:
         cmd = [sys.executable, osp.join(tmp, 'train_probed.py'), train_py, *args]
     else:
@@ -154,8 +171,8 @@ def train(cfg_path: str, work_dir: str, tmp: str, nproc: int, root: str, kill_at
                osp.join(tmp, 'train_probed.py'), train_py, *args, '--launcher', 'pytorch']
     # Output to files, not pipes: the loader workers of a SIGKILLed process would hold pipes
     # open until their parent watchdog notices (seconds); their process group is ended here.
-    with open(osp.join(work_dir, 'stdout.txt'), 'w+') as out, \
-            open(osp.join(work_dir, 'stderr.txt'), 'w+') as err:
+    with open(osp.join(out_dir, 'stdout.txt'), 'w+') as out, \
+            open(osp.join(out_dir, 'stderr.txt'), 'w+') as err:
         proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=err,
                                 start_new_session=True)
         try:
@@ -192,16 +209,44 @@ def logged_losses(work_dir: str) -> Dict[int, float]:
     return out
 
 
-def run_scenario(name: str, tmp: str, nproc: int = 1, root: str = ROOT) -> Dict[str, dict]:
-    """Uninterrupted run; run killed after iteration 8 (mid-epoch 2) and resumed with --resume
-    (from iteration 6); the epoch-1 checkpoint resumed in a new work dir. Returns each run's
-    probed and logged losses."""
-    cfg = write_config(name, tmp, root, nproc)
-    full, cut, end = (osp.join(tmp, d) for d in ('full', 'cut', 'end'))
-    res = {}
-    p = train(cfg, full, tmp, nproc, root)
+def reference_runs(names: List[str], tmp: str, nproc: int = 1, root: str = ROOT
+                   ) -> Dict[str, dict]:
+    """The uninterrupted run of each of ``names``, one after the other in the same (fresh)
+    processes: ``{name: dict(cfg=config path, probed=..., logged=...)}``. The config is the one
+    to give :func:`run_scenario` as ``reference``."""
+    runs, out = [], {}
+    for name in names:
+        d = osp.join(tmp, name)
+        os.makedirs(d, exist_ok=True)
+        cfg = write_config(name, d, root, nproc)
+        full = osp.join(d, 'full')
+        runs.append([_probed_config(cfg, full), '--work-dir', full])
+        out[name] = dict(cfg=cfg, full=full)
+    with open(osp.join(tmp, 'runs.json'), 'w') as f:
+        json.dump(runs, f)
+    p = _launch(['--runs', osp.join(tmp, 'runs.json')], tmp, tmp, nproc, root)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    res['full'] = dict(probed=probed_losses(full), logged=logged_losses(full))
+    for rec in out.values():
+        rec.update(probed=probed_losses(rec['full']), logged=logged_losses(rec['full']))
+    return out
+
+
+def run_scenario(name: str, tmp: str, nproc: int = 1, root: str = ROOT,
+                 reference: Optional[dict] = None) -> Dict[str, dict]:
+    """Uninterrupted run (or ``reference``, from :func:`reference_runs`, and its config); run
+    killed after iteration 8 (mid-epoch 2) and resumed with --resume (from iteration 6); the
+    epoch-1 checkpoint resumed in a new work dir. Returns each run's probed and logged losses."""
+    cut, end = (osp.join(tmp, d) for d in ('cut', 'end'))
+    res = {}
+    if reference is None:
+        cfg = write_config(name, tmp, root, nproc)
+        full = osp.join(tmp, 'full')
+        p = train(cfg, full, tmp, nproc, root)
+        assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+        res['full'] = dict(probed=probed_losses(full), logged=logged_losses(full))
+    else:
+        cfg = reference['cfg']
+        res['full'] = dict(probed=reference['probed'], logged=reference['logged'])
     p = train(cfg, cut, tmp, nproc, root, kill_at=KILL_AT)
     assert p.returncode != 0  # killed
     assert osp.isfile(osp.join(cut, f'iter_{2 * CKPT_EVERY}.pth')), p.stderr[-3000:]
