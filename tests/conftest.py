@@ -1,16 +1,21 @@
 import os
 import os.path as osp
 
-import numpy as np
-import pytest
-import torch
+# One OpenMP thread for torch and faiss here and in the tools the tests start (python tools/...
+# inherits the environment); set before torch loads its OpenMP runtime. See set_num_threads.
+os.environ.setdefault('OMP_NUM_THREADS', '1')
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 MINI = osp.join(ROOT, 'data', 'cifar10_mini')
 
 # One intra-op thread: the tests' networks are tiny, and on a busy machine (a training job on
 # the same cores) a second OpenMP thread makes them several times slower, not faster
-# (test_short_training_lowers_loss at load 4 on 2 cores: 44-56 s with 2 threads, 11 s with 1).
+# (test_short_training_lowers_loss at load 4 on 2 cores: 44-56 s with 2 threads, 11 s with 1;
+# test_study_quick_mode_end_to_end, a tools/study.py subprocess: 56 s with 2, 20 s with 1).
 torch.set_num_threads(1)
 
 
