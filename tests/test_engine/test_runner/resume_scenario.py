@@ -51,7 +51,7 @@ class LossProbeHook(Hook):
             os.kill(os.getpid(), signal.SIGKILL)
 '''
 WRAPPER = '''
-import json, runpy, sys
+import gc, json, multiprocessing, runpy, sys
 import loss_probe  # noqa: F401  (registers LossProbeHook)
 train = sys.argv.pop(1)
 if sys.argv[1] == '--runs':  # several runs one after the other: [args of run 1, ...]
@@ -62,6 +62,12 @@ else:
 for args in runs:
     sys.argv = [train, *args, *extra]
     runpy.run_path(train, run_name='__main__')
+    # the finished run's persistent loader workers: collecting its loader would join each
+    # with a 5 s timeout (they do not exit on their own); end them first
+    for child in multiprocessing.active_children():
+        child.kill()
+        child.join()
+    gc.collect()
 '''
 
 
