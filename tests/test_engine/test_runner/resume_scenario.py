@@ -1,8 +1,8 @@
 """Kill-and-resume scenario in the demo's default data settings (loader workers, persistent
 workers), run through ``tools/train.py`` in fresh processes (1 process, or N gloo processes with
 torchrun), killed with SIGKILL mid-epoch. The uninterrupted reference runs of several variants
-may share their processes (:func:`reference_runs`); every killed or resumed run has its own. Used by test_exact_resume.py; also a script that
-prints the loss traces of a checkout:
+may share their processes (:func:`reference_runs`); every killed or resumed run has its own.
+Used by test_exact_resume.py; also a script that prints the loss traces of a checkout:
 
     python tests/test_engine/test_runner/resume_scenario.py [--root CHECKOUT] [--nproc 2] \
         [msf|km|2q|2q_prev|sup|semisup_10p ...]
