@@ -10,6 +10,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 from mmmsf.models.memories.sharded_state import SHARD_KEY, ShardedState
+from mmmsf.utils.config_text import reuse_config_formatting
 
 
 def prepare_train_cfg(cfg: Config, work_dir: Optional[str] = None, resume: Optional[str] = None,
@@ -185,6 +186,7 @@ def init_cpu_distributed(launcher: str) -> None:
 
 def train(cfg: Config) -> Runner:
     """Build the runner from ``cfg`` and train; returns the runner (its model holds the result)."""
+    reuse_config_formatting()  # the config text of every checkpoint: formatted once
     init_cpu_distributed(cfg.get('launcher', 'none'))
     if 'runner_type' not in cfg:
         runner = Runner.from_cfg(cfg)

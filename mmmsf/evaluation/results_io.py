@@ -32,7 +32,7 @@ def write_results(path: str, kind: str, results: Dict[str, Any], **meta) -> str:
     if kind not in KINDS:
         raise KeyError(f'result kind {kind!r} is not one of {KINDS}.')
     record = dict(kind=kind, results=results,
-                  time=datetime.datetime.now().isoformat(timespec='seconds'), **meta)
+                  time=datetime.datetime.now().isoformat(timespec='microseconds'), **meta)
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     tmp = path + '.tmp'
     with open(tmp, 'w') as f:

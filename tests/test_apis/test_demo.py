@@ -20,7 +20,8 @@ def _subset(tmp_path, split, per_class):
 
 
 def tiny_demo_options(tmp_path, epochs=2, workers=2):
-    """The demo config at width 4 on 80 train / 30 test images: seconds per run."""
+    """The demo config at width 4 on 80 train / 30 test images (the online kNN validation
+    too): seconds per run."""
     return {
         'model.backbone.base_channels': 4,
         'model.neck.in_channels': 32, 'model.neck.hid_channels': 32,
@@ -32,6 +33,7 @@ def tiny_demo_options(tmp_path, epochs=2, workers=2):
         'train_dataloader.dataset.ann_file': _subset(tmp_path, 'train', 8),
         'knn_train_dataloader.dataset.ann_file': _subset(tmp_path, 'train', 8),
         'knn_test_dataloader.dataset.ann_file': _subset(tmp_path, 'test', 3),
+        'val_dataloader.dataset.ann_file': _subset(tmp_path, 'test', 3),  # online kNN too
         'train_cfg.max_epochs': epochs,
         'param_scheduler': [dict(type='CosineAnnealingLR', T_max=epochs, by_epoch=True,
                                  begin=0, end=epochs)],

@@ -2,7 +2,9 @@
 config) raise AP50 well above the untrained detector's: the detection path really learns.
 
 About two minutes on an idle 2-core machine (0.35 s per iteration); measured there with seed 0:
-AP50 0-0.1 untrained -> 12.8 after 200 iterations (AP 0-0.02 -> 3.8).
+AP50 0-0.1 untrained -> 12.8 after 200 iterations (AP 0-0.02 -> 3.8). With half the proposals
+and sampled RoIs per image (50 and 32, below; 17% less time per iteration), on the same
+machine: AP50 0.0 -> 13.6 (AP 0.0 -> 2.7).
 """
 import pytest
 from mmengine.config import Config
@@ -20,6 +22,8 @@ def tiny_cfg(devkit: str, iters: int) -> Config:
         'train_cfg.max_iters': iters, 'train_cfg.val_interval': 10 ** 6,
         'default_hooks.checkpoint.interval': iters, 'default_hooks.logger.interval': 50,
         'param_scheduler.1.end': iters, 'param_scheduler.1.milestones': [int(iters * 0.8)],
+        # half the smoke config's proposals (100) and sampled RoIs (64) per training image
+        'model.train_cfg.rpn_proposal.max_per_img': 50, 'model.train_cfg.rcnn.sampler.num': 32,
     }, data_root=devkit)
 
 

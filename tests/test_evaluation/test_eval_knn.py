@@ -14,12 +14,7 @@ from mmmsf.registry import MODELS
 from tests.conftest import MINI, ROOT, tiny_msf_cfg
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def brute_force_knn(tr, ytr, te, k, weighted, T=0.07):

@@ -18,6 +18,7 @@ from mmmsf.engine.hooks import FeatureStatisticsHook
 from mmmsf.evaluation import extract_features
 from mmmsf.registry import HOOKS, MODELS
 from tests.conftest import MINI, ROOT, tiny_msf_cfg
+from tests.gloo import free_port, init_gloo, start_gloo
 
 DEMO = osp.join(ROOT, 'configs/benchmarks/linear/linear_r18_cifar10mini_demo.py')
 LINEAR_CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs/benchmarks/linear/linear_*.py')))
@@ -47,13 +48,7 @@ def demo_cfg(tmp_path, checkpoint, work_dir, train_frac=0.03, val_frac=0.05, epo
     return prepare_linear_cfg(cfg, checkpoint, work_dir=str(work_dir))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices: one thread is faster, and immune to a busy machine's thread contention."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.fixture(scope='module')
@@ -202,12 +197,8 @@ def test_linear_configs_build_and_follow_the_protocol(path):
 def _two_process_worker(rank, port, cfg_dict, out):
     """One of two gloo processes: statistics and features over the rank's shard."""
     from mmengine.config import Config
-    from mmengine.registry import init_default_scope
     from mmmsf.evaluation import extract_features
-    torch.set_num_threads(1)
-    torch.distributed.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}',
-                                         rank=rank, world_size=2)
-    init_default_scope('mmmsf')
+    init_gloo(rank, 2, port)
     cfg = Config(cfg_dict)
     probe = MODELS.build(cfg.model)
     probe.init_weights()
@@ -225,16 +216,11 @@ def test_two_processes_give_the_single_process_statistics_and_features(tmp_path,
     """Two gloo processes (the path of tools/dist_linear_eval.sh): each image is counted once
     (shards + all-reduce) and gathered features come back in dataset order, so the results
     equal the single-process ones."""
-    import socket
-    import torch.multiprocessing as mp
     ckpt, _ = msf_checkpoint
     cfg = demo_cfg(tmp_path, ckpt, tmp_path / 'wd', train_frac=0.01, val_frac=0.01)
     cfg.val_dataloader.batch_size = 4  # 10 images: shards of 5 + 1 padded duplicate
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
     out = str(tmp_path / 'dist.pth')
-    mp.spawn(_two_process_worker, args=(port, cfg.to_dict(), out), nprocs=2, join=True)
+    start_gloo(_two_process_worker, (free_port(), cfg.to_dict(), out), nprocs=2)
     dist = torch.load(out, weights_only=True)
     probe = MODELS.build(cfg.model)
     probe.init_weights()

@@ -16,12 +16,7 @@ from tests.conftest import MINI, ROOT
 DEMO = osp.join(ROOT, 'configs/benchmarks/linear/transfer_r18_cifar10mini_demo.py')
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def test_lr_is_chosen_on_validation_and_test_is_untouched():

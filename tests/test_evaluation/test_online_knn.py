@@ -7,12 +7,11 @@ import os
 import os.path as osp
 import runpy
 import shutil
-import socket
 import sys
 
+import faiss
 import pytest
 import torch
-import torch.multiprocessing as mp
 from mmengine.hooks import Hook
 
 from mmmsf.apis import load_config, prepare_train_cfg, train
@@ -20,6 +19,7 @@ from mmmsf.evaluation.results_io import read_results
 from mmmsf.registry import HOOKS
 from mmmsf.visualization.scalars import load_val_scalars
 from tests.conftest import MINI, ROOT
+from tests.gloo import free_port, start_gloo
 
 DEMO = osp.join(ROOT, 'configs/demo/msf_r18_cifar10mini_ws.py')
 CLASSES = sorted(os.listdir(osp.join(MINI, 'train')))
@@ -162,6 +162,7 @@ def _ddp_worker(rank, world, port, cfg_dict, out_dir):
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
                       MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
     torch.set_num_threads(1)
+    faiss.omp_set_num_threads(1)  # a forked rank: no OpenMP pool across the fork
     from mmengine.config import Config
     from mmengine.runner import Runner
     from mmmsf.apis.train import init_cpu_distributed
@@ -177,12 +178,6 @@ def _ddp_worker(rank, world, port, cfg_dict, out_dir):
             json.dump({k: float(v) for k, v in metrics.items()}, f)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_two_gloo_ranks_give_the_same_knn_as_one(tmp_path):
     """Each rank embeds its shard of both sets; the gathered result equals one process's."""
@@ -194,8 +189,7 @@ def test_two_gloo_ranks_give_the_same_knn_as_one(tmp_path):
     cfg_dict = cfg.to_dict()
     cfg_dict.pop('filename', None)
     for world in (1, 2):
-        mp.start_processes(_ddp_worker, args=(world, _free_port(), cfg_dict, str(tmp_path)),
-                           nprocs=world, join=True, start_method='spawn')
+        start_gloo(_ddp_worker, (world, free_port(), cfg_dict, str(tmp_path)), nprocs=world)
     one = json.load(open(tmp_path / 'metrics1.json'))
     two = json.load(open(tmp_path / 'metrics2.json'))
     assert one['knn/top1@1'] == two['knn/top1@1'] and one['knn/top1@20'] == two['knn/top1@20']

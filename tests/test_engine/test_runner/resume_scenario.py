@@ -1,7 +1,8 @@
 """Kill-and-resume scenario in the demo's default data settings (loader workers, persistent
 workers), run through ``tools/train.py`` in fresh processes (1 process, or N gloo processes with
-torchrun), killed with SIGKILL mid-epoch. Used by test_exact_resume.py; also a script that
-prints the loss traces of a checkout:
+torchrun), killed with SIGKILL mid-epoch. The uninterrupted reference runs of several variants
+may share their processes (:func:`reference_runs`); every killed or resumed run has its own.
+Used by test_exact_resume.py; also a script that prints the loss traces of a checkout:
 
     python tests/test_engine/test_runner/resume_scenario.py [--root CHECKOUT] [--nproc 2] \
         [msf|km|2q|2q_prev|sup|semisup_10p ...]
@@ -9,10 +10,11 @@ prints the loss traces of a checkout:
 import json
 import os
 import os.path as osp
+import signal
 import socket
 import subprocess
 import sys
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 HERE = osp.dirname(osp.abspath(__file__))
 ROOT = osp.dirname(osp.dirname(osp.dirname(HERE)))
@@ -21,6 +23,7 @@ DEMOS = {'msf': 'msf_r18_cifar10mini_ws.py', 'km': 'cmsf_km_r18_cifar10mini.py',
          'sup': 'cmsf_sup_r18_cifar10mini.py', 'semisup_10p': 'cmsf_semisup_10p_r18_cifar10mini.py'}
 PER_CLASS, BATCH, EPOCHS = 8, 16, 2     # 80 images, global batch 16: 5 iterations per epoch
 CKPT_EVERY, KILL_AT = 3, 8              # iteration checkpoints 3, 6, 9; killed after iteration 8
+VAL_PER_CLASS = 2                       # online kNN queries: 20 test images
 
 PROBE = '''
 import json, os, signal
@@ -48,18 +51,30 @@ class LossProbeHook(Hook):
             os.kill(os.getpid(), signal.SIGKILL)
 '''
 WRAPPER = '''
-import runpy, sys
+import gc, json, multiprocessing, runpy, sys
 import loss_probe  # noqa: F401  (registers LossProbeHook)
 train = sys.argv.pop(1)
-sys.argv[0] = train
-runpy.run_path(train, run_name='__main__')
+if sys.argv[1] == '--runs':  # several runs one after the other: [args of run 1, ...]
+    runs = json.load(open(sys.argv[2]))
+    extra = sys.argv[3:]
+else:
+    runs, extra = [sys.argv[1:]], []
+for args in runs:
+    sys.argv = [train, *args, *extra]
+    runpy.run_path(train, run_name='__main__')
+    # the finished run's persistent loader workers: collecting its loader would join each
+    # with a 5 s timeout (they do not exit on their own); end them first
+    for child in multiprocessing.active_children():
+        child.kill()
+        child.join()
+    gc.collect()
 '''
 
 
-def _subset(tmp: str, root: str) -> str:
-    mini = osp.join(root, 'data', 'cifar10_mini', 'train')
-    lines = [f'{c}/{i:04d}.jpg' for c in sorted(os.listdir(mini)) for i in range(PER_CLASS)]
-    path = osp.join(tmp, 'subset.txt')
+def _subset(tmp: str, root: str, split: str = 'train', per_class: int = PER_CLASS) -> str:
+    mini = osp.join(root, 'data', 'cifar10_mini', split)
+    lines = [f'{c}/{i:04d}.jpg' for c in sorted(os.listdir(mini)) for i in range(per_class)]
+    path = osp.join(tmp, f'{split}_subset.txt')
     with open(path, 'w') as f:
         f.write('\n'.join(lines) + '\n')
     return path
@@ -67,7 +82,8 @@ def _subset(tmp: str, root: str) -> str:
 
 def write_config(name: str, tmp: str, root: str = ROOT, nproc: int = 1) -> str:
     """The demo config, CPU-tiny (width 8, 80 images, global batch 16) with its data
-    settings (loader workers, persistent workers) left alone."""
+    settings (loader workers, persistent workers) left alone. The online kNN validation still
+    runs after every epoch, on the 80 training images and 2 test images per class."""
     from mmengine.config import Config
     cfg = Config.fromfile(osp.join(root, 'configs', 'demo', DEMOS[name]))
     assert cfg.train_dataloader.num_workers > 0 and cfg.train_dataloader.persistent_workers
@@ -80,6 +96,10 @@ def write_config(name: str, tmp: str, root: str = ROOT, nproc: int = 1) -> str:
         'train_dataloader.batch_size': BATCH // nproc,
         'train_dataloader.dataset.data_root': osp.join(root, 'data', 'cifar10_mini'),
         'train_dataloader.dataset.ann_file': _subset(tmp, root),
+        'knn_train_dataloader.dataset.data_root': osp.join(root, 'data', 'cifar10_mini'),
+        'knn_train_dataloader.dataset.ann_file': _subset(tmp, root),
+        'val_dataloader.dataset.data_root': osp.join(root, 'data', 'cifar10_mini'),
+        'val_dataloader.dataset.ann_file': _subset(tmp, root, 'test', VAL_PER_CLASS),
         'train_cfg.max_epochs': EPOCHS,
         'param_scheduler': [dict(type='CosineAnnealingLR', T_max=EPOCHS, by_epoch=True,
                                  begin=0, end=EPOCHS)],
@@ -120,32 +140,56 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def train(cfg_path: str, work_dir: str, tmp: str, nproc: int, root: str, kill_at: int = -1,
-          extra: List[str] = ()) -> subprocess.CompletedProcess:
-    """tools/train.py of ``root`` on ``cfg_path`` with the loss probe, in fresh processes."""
+def _probed_config(cfg_path: str, work_dir: str, kill_at: int = -1) -> str:
+    """The config plus the probe hook, in ``work_dir``."""
     os.makedirs(work_dir, exist_ok=True)
-    with open(osp.join(tmp, 'loss_probe.py'), 'w') as f:
-        f.write(PROBE)
-    with open(osp.join(tmp, 'train_probed.py'), 'w') as f:
-        f.write(WRAPPER)
     hook = dict(type='LossProbeHook', out_dir=work_dir, kill_at=kill_at)
     with open(cfg_path) as f:
         text = f.read()
     probed = osp.join(work_dir, 'probed_config.py')
-    with open(probed, 'w') as f:  # the config plus the probe hook
+    with open(probed, 'w') as f:
         f.write(text + f'\ncustom_hooks = custom_hooks + [{hook!r}]\n')
+    return probed
+
+
+def train(cfg_path: str, work_dir: str, tmp: str, nproc: int, root: str, kill_at: int = -1,
+          extra: List[str] = ()) -> subprocess.CompletedProcess:
+    """tools/train.py of ``root`` on ``cfg_path`` with the loss probe, in fresh processes."""
+    args = [_probed_config(cfg_path, work_dir, kill_at), '--work-dir', work_dir, *extra]
+    return _launch(args, work_dir, tmp, nproc, root)
+
+
+def _launch(args: List[str], out_dir: str, tmp: str, nproc: int, root: str
+            ) -> subprocess.CompletedProcess:
+    with open(osp.join(tmp, 'loss_probe.py'), 'w') as f:
+        f.write(PROBE)
+    with open(osp.join(tmp, 'train_probed.py'), 'w') as f:
+        f.write(WRAPPER)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, tmp]), OMP_NUM_THREADS='1',
                MKL_NUM_THREADS='1')
     env.pop('MMMSF_ERROR_DIR', None)
     train_py = osp.join(root, 'tools', 'train.py')
-    args = [probed, '--work-dir', work_dir, *extra]
     if nproc == 1:
         cmd = [sys.executable, osp.join(tmp, 'train_probed.py'), train_py, *args]
     else:
         cmd = [sys.executable, '-m', 'torch.distributed.run', f'--nproc_per_node={nproc}',
                '--master_addr=127.0.0.1', f'--master_port={_free_port()}',
                osp.join(tmp, 'train_probed.py'), train_py, *args, '--launcher', 'pytorch']
-    return subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    # Output to files, not pipes: the loader workers of a SIGKILLed process would hold pipes
+    # open until their parent watchdog notices (seconds); their process group is ended here.
+    with open(osp.join(out_dir, 'stdout.txt'), 'w+') as out, \
+            open(osp.join(out_dir, 'stderr.txt'), 'w+') as err:
+        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=err,
+                                start_new_session=True)
+        try:
+            rc = proc.wait(timeout=900)
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        out.seek(0), err.seek(0)
+        return subprocess.CompletedProcess(cmd, rc, out.read(), err.read())
 
 
 def probed_losses(work_dir: str, rank: int = 0) -> Dict[int, float]:
@@ -171,16 +215,44 @@ def logged_losses(work_dir: str) -> Dict[int, float]:
     return out
 
 
-def run_scenario(name: str, tmp: str, nproc: int = 1, root: str = ROOT) -> Dict[str, dict]:
-    """Uninterrupted run; run killed after iteration 8 (mid-epoch 2) and resumed with --resume
-    (from iteration 6); the epoch-1 checkpoint resumed in a new work dir. Returns each run's
-    probed and logged losses."""
-    cfg = write_config(name, tmp, root, nproc)
-    full, cut, end = (osp.join(tmp, d) for d in ('full', 'cut', 'end'))
-    res = {}
-    p = train(cfg, full, tmp, nproc, root)
+def reference_runs(names: List[str], tmp: str, nproc: int = 1, root: str = ROOT
+                   ) -> Dict[str, dict]:
+    """The uninterrupted run of each of ``names``, one after the other in the same (fresh)
+    processes: ``{name: dict(cfg=config path, probed=..., logged=...)}``. The config is the one
+    to give :func:`run_scenario` as ``reference``."""
+    runs, out = [], {}
+    for name in names:
+        d = osp.join(tmp, name)
+        os.makedirs(d, exist_ok=True)
+        cfg = write_config(name, d, root, nproc)
+        full = osp.join(d, 'full')
+        runs.append([_probed_config(cfg, full), '--work-dir', full])
+        out[name] = dict(cfg=cfg, full=full)
+    with open(osp.join(tmp, 'runs.json'), 'w') as f:
+        json.dump(runs, f)
+    p = _launch(['--runs', osp.join(tmp, 'runs.json')], tmp, tmp, nproc, root)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    res['full'] = dict(probed=probed_losses(full), logged=logged_losses(full))
+    for rec in out.values():
+        rec.update(probed=probed_losses(rec['full']), logged=logged_losses(rec['full']))
+    return out
+
+
+def run_scenario(name: str, tmp: str, nproc: int = 1, root: str = ROOT,
+                 reference: Optional[dict] = None) -> Dict[str, dict]:
+    """Uninterrupted run (or ``reference``, from :func:`reference_runs`, and its config); run
+    killed after iteration 8 (mid-epoch 2) and resumed with --resume (from iteration 6); the
+    epoch-1 checkpoint resumed in a new work dir. Returns each run's probed and logged losses."""
+    cut, end = (osp.join(tmp, d) for d in ('cut', 'end'))
+    res = {}
+    if reference is None:
+        cfg = write_config(name, tmp, root, nproc)
+        full = osp.join(tmp, 'full')
+        p = train(cfg, full, tmp, nproc, root)
+        assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+        res['full'] = dict(probed=probed_losses(full), logged=logged_losses(full))
+    else:
+        cfg = reference['cfg']
+        res['full'] = dict(probed=reference['probed'], logged=reference['logged'])
     p = train(cfg, cut, tmp, nproc, root, kill_at=KILL_AT)
     assert p.returncode != 0  # killed
     assert osp.isfile(osp.join(cut, f'iter_{2 * CKPT_EVERY}.pth')), p.stderr[-3000:]

@@ -1,7 +1,6 @@
 """Every CMSF demo config trains through the real mmengine Runner on the bundled images, and a
 run resumed mid-epoch continues with the same cluster ids / pseudo-labeller, caches and losses."""
 import math
-import os
 import os.path as osp
 
 import pytest
@@ -11,7 +10,7 @@ from mmengine.hooks import Hook
 from mmmsf.apis import iter_hooks, load_config, prepare_train_cfg, train
 from mmmsf.registry import HOOKS
 from mmmsf.utils.model_io import load_state_dict
-from tests.conftest import MINI, ROOT
+from tests.conftest import MINI, ROOT, subset_list, tiny_run_options
 
 DEMOS = {name: osp.join(ROOT, 'configs', 'demo', f'cmsf_{name}_r18_cifar10mini.py')
          for name in ('km', '2q', '2q_prev', 'sup', 'semisup_10p')}
@@ -43,42 +42,20 @@ class RecordCMSFHook(Hook):
             raise KeyboardInterrupt('simulated kill')
 
 
-def tiny_list(tmp_path, per_class: int, name: str) -> str:
-    lines = [f'{c}/{i:04d}.jpg' for c in sorted(os.listdir(osp.join(MINI, 'train')))
-             for i in range(per_class)]
-    p = tmp_path / name
-    p.write_text('\n'.join(lines) + '\n')
-    return str(p)
-
-
 def tiny_demo(name, tmp_path, work_dir, epochs=2, kill_at=-1, **opts):
-    options = {
-        'model.backbone.base_channels': 8,
-        'model.neck.in_channels': 64, 'model.neck.hid_channels': 64,
-        'model.neck.out_channels': 32, 'model.predictor.in_channels': 32,
-        'model.predictor.hid_channels': 64, 'model.predictor.out_channels': 32,
-        'model.memory_bank.size': 128, 'model.memory_bank.dim': 32,
+    options = tiny_run_options(subset_list(tmp_path, PER_CLASS, 'subset.txt'), epochs, BATCH)
+    options.update({
         'model.target_bn': 'none',
-        'train_dataloader.batch_size': BATCH, 'train_dataloader.num_workers': 0,
-        'train_dataloader.persistent_workers': False,
-        'train_dataloader.dataset.ann_file': tiny_list(tmp_path, PER_CLASS, 'subset.txt'),
-        # the online kNN validation on the same few images: cheap
-        'knn_train_dataloader.dataset.ann_file': str(tmp_path / 'subset.txt'),
-        'val_dataloader.dataset.ann_file': str(tmp_path / 'subset.txt'),
-        'train_cfg.max_epochs': epochs,
-        'param_scheduler': [dict(type='CosineAnnealingLR', T_max=epochs, by_epoch=True,
-                                 begin=0, end=epochs)],
-        'default_hooks.logger.interval': 1,
         'default_hooks.checkpoint': dict(type='CheckpointHook', interval=3, by_epoch=False,
                                          max_keep_ckpts=10),
-    }
+    })
     options.update(opts)
     cfg = load_config(DEMOS[name], options, data_root=MINI)
     for h in iter_hooks(cfg):
         if h['type'] == 'KMeansClusterHook':
             h['num_clusters'] = 4
         if h['type'] == 'PseudoLabelHook':
-            h['labelled_list'] = tiny_list(tmp_path, 2, 'labelled.txt')
+            h['labelled_list'] = subset_list(tmp_path, 2, 'labelled.txt')
             h['batch_size'] = 8
     cfg.custom_hooks = list(cfg.custom_hooks) + [dict(type='RecordCMSFHook', kill_at=kill_at)]
     return prepare_train_cfg(cfg, work_dir=str(work_dir))

@@ -1,13 +1,12 @@
 """Two gloo processes vs. one: identical banks, and (BN-free) identical losses to 1 x 2b."""
 import os
-import socket
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 import torch.nn as nn
 
 from mmmsf.registry import MODELS
+from tests.gloo import free_port, init_gloo, start_gloo
 
 STEPS, B, DIM = 4, 4, 8
 
@@ -44,11 +43,10 @@ def global_batch(step):
 def run(rank: int, world: int, port: int, out_dir: str):
     from mmengine.registry import init_default_scope
     from mmengine.structures import BaseDataElement
-    init_default_scope('mmmsf')
-    torch.set_num_threads(1)
     if world > 1:
-        torch.distributed.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}',
-                                             rank=rank, world_size=world)
+        init_gloo(rank, world, port)
+    else:
+        init_default_scope('mmmsf')
     torch.manual_seed(0)
     model = MODELS.build(toy_cfg())
     model.init_weights()
@@ -84,17 +82,11 @@ def run(rank: int, world: int, port: int, out_dir: str):
         torch.distributed.destroy_process_group()
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope='module')
 def records(tmp_path_factory):
     out = str(tmp_path_factory.mktemp('ddp'))
     run(0, 1, 0, out)
-    mp.spawn(run, args=(2, free_port(), out), nprocs=2, join=True)
+    start_gloo(run, (2, free_port(), out), nprocs=2)
     return {k: torch.load(os.path.join(out, f'{k}.pt'))
             for k in ('world1_rank0', 'world2_rank0', 'world2_rank1')}
 

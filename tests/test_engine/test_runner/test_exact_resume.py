@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from tests.conftest import MINI
-from tests.test_engine.test_runner.resume_scenario import CKPT_EVERY, run_scenario
+from tests.test_engine.test_runner.resume_scenario import (CKPT_EVERY, reference_runs,
+                                                          run_scenario)
 
 
 def _assert_exact(res):
@@ -26,16 +27,34 @@ def _assert_exact(res):
             assert loss == full['logged'][it], (key, it, loss, full['logged'][it])
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize('name', ['msf', 'km', '2q', '2q_prev', 'sup', 'semisup_10p'])
-def test_kill_and_resume_is_exact_single_process(name, tmp_path):
-    _assert_exact(run_scenario(name, str(tmp_path), nproc=1))
+SINGLE, TWO = ['msf', 'km', '2q', '2q_prev', 'sup', 'semisup_10p'], ['msf', 'km']
+
+
+@pytest.fixture(scope='module')
+def references(tmp_path_factory):
+    """The uninterrupted runs: those of every variant in one process (1 process), in one
+    torchrun launch (2 gloo processes). Each test kills, resumes and compares its own."""
+    runs = {}
+
+    def get(nproc):
+        if nproc not in runs:
+            runs[nproc] = reference_runs(SINGLE if nproc == 1 else TWO,
+                                         str(tmp_path_factory.mktemp(f'uninterrupted{nproc}')),
+                                         nproc=nproc)
+        return runs[nproc]
+    return get
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('name', ['msf', 'km'])
-def test_kill_and_resume_is_exact_two_gloo_processes(name, tmp_path):
-    _assert_exact(run_scenario(name, str(tmp_path), nproc=2))
+@pytest.mark.parametrize('name', SINGLE)
+def test_kill_and_resume_is_exact_single_process(name, tmp_path, references):
+    _assert_exact(run_scenario(name, str(tmp_path), nproc=1, reference=references(1)[name]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', TWO)
+def test_kill_and_resume_is_exact_two_gloo_processes(name, tmp_path, references):
+    _assert_exact(run_scenario(name, str(tmp_path), nproc=2, reference=references(2)[name]))
 
 
 def test_sampler_seeds_depend_on_seed_epoch_position_only():

@@ -11,7 +11,7 @@ from mmengine.hooks import Hook
 
 from mmmsf.apis import load_config, prepare_train_cfg, train
 from mmmsf.registry import HOOKS
-from tests.conftest import MINI, ROOT
+from tests.conftest import MINI, ROOT, subset_list, tiny_run_options
 
 DEMO = osp.join(ROOT, 'configs/demo/msf_r18_cifar10mini_ws.py')
 
@@ -30,33 +30,8 @@ class RecordLossHook(Hook):
             raise KeyboardInterrupt('simulated kill')
 
 
-def subset_list(tmp_path, per_class: int) -> str:
-    lines = []
-    for c in sorted(os.listdir(osp.join(MINI, 'train'))):
-        lines += [f'{c}/{i:04d}.jpg' for i in range(per_class)]
-    p = tmp_path / f'subset{per_class}.txt'
-    p.write_text('\n'.join(lines) + '\n')
-    return str(p)
-
-
 def tiny_cfg(tmp_path, work_dir, epochs=2, per_class=8, batch=16, extra_hooks=(), **opts):
-    subset = subset_list(tmp_path, per_class)
-    options = {
-        'model.backbone.base_channels': 8,
-        'model.neck.in_channels': 64, 'model.neck.hid_channels': 64,
-        'model.neck.out_channels': 32, 'model.predictor.in_channels': 32,
-        'model.predictor.hid_channels': 64, 'model.predictor.out_channels': 32,
-        'model.memory_bank.size': 128, 'model.memory_bank.dim': 32,
-        'train_dataloader.batch_size': batch, 'train_dataloader.num_workers': 0,
-        'train_dataloader.persistent_workers': False,
-        'train_dataloader.dataset.ann_file': subset,
-        # the online kNN validation on the same few images (memory = query set): cheap
-        'knn_train_dataloader.dataset.ann_file': subset, 'val_dataloader.dataset.ann_file': subset,
-        'train_cfg.max_epochs': epochs,
-        'param_scheduler': [dict(type='CosineAnnealingLR', T_max=epochs, by_epoch=True,
-                                 begin=0, end=epochs)],
-        'default_hooks.logger.interval': 1,
-    }
+    options = tiny_run_options(subset_list(tmp_path, per_class), epochs, batch)
     options.update(opts)
     cfg = load_config(DEMO, options, data_root=MINI)
     cfg.custom_hooks = list(cfg.custom_hooks) + list(extra_hooks)

@@ -9,15 +9,14 @@ slot labels and the per-image cache) must be equal, bit for bit. Resume across w
 (2 -> 3 ranks, sharded <-> replicated) must continue the uninterrupted run.
 """
 import os
-import socket
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 import torch.nn as nn
 from mmengine.structures import BaseDataElement
 
 from mmmsf.registry import MODELS
+from tests.gloo import free_port, init_gloo, start_gloo
 
 B_GLOBAL, DIM, SIZE, NUM_IMAGES, STEPS = 6, 8, 12, 40, 4  # 24 writes wrap the 12-slot bank
 VARIANTS = ('msf', 'cmsf_sup', 'cmsf_km', 'cmsf_pseudo', 'cmsf_2q', 'cmsf_2q_prev')
@@ -156,16 +155,8 @@ def full_state(model) -> dict:
         return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
-def init(rank: int, world: int, port: int):
-    from mmengine.registry import init_default_scope
-    init_default_scope('mmmsf')
-    torch.set_num_threads(1)
-    torch.distributed.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}',
-                                         rank=rank, world_size=world)
-
-
 def compare_worker(rank: int, world: int, port: int, out_dir: str):
-    init(rank, world, port)
+    init_gloo(rank, world, port)
     results = {}
     for variant in VARIANTS:
         runs = {}
@@ -210,17 +201,11 @@ def compare_worker(rank: int, world: int, port: int, out_dir: str):
     torch.distributed.destroy_process_group()
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope='module', params=[2, 3], ids=['2ranks', '3ranks'])
 def compared(request, tmp_path_factory):
     world = request.param
     out = str(tmp_path_factory.mktemp(f'shard{world}'))
-    mp.spawn(compare_worker, args=(world, free_port(), out), nprocs=world, join=True)
+    start_gloo(compare_worker, (world, free_port(), out), nprocs=world)
     return world, [torch.load(os.path.join(out, f'compare_w{world}_r{r}.pt'),
                               weights_only=False) for r in range(world)]
 
@@ -286,7 +271,7 @@ def resume_worker(rank: int, world: int, port: int, out_dir: str, name: str, sha
     """Train steps ``[start, stop)`` of the CMSF-2Q (previous visit) run -- bank, M' and the
     per-image cache all in play -- on ``world`` ranks, after loading checkpoint ``load`` (if
     any); write checkpoint ``save`` (if any) and this rank's record ``<name>_r<rank>.pt``."""
-    init(rank, world, port)
+    init_gloo(rank, world, port)
     model, opt = build('cmsf_2q_prev', sharded)
     out = {}
     if load:
@@ -319,8 +304,8 @@ def resumed(tmp_path_factory):
     sharded ranks; on 3 replicated ranks, stopped again at step 6 and resumed on 2 sharded."""
     out = str(tmp_path_factory.mktemp('resume'))
     for name, world, sharded, load, (a, b), save in RESUME_RUNS:
-        mp.spawn(resume_worker, args=(world, free_port(), out, name, sharded, load, a, b, save),
-                 nprocs=world, join=True)
+        start_gloo(resume_worker, (world, free_port(), out, name, sharded, load, a, b, save),
+                   nprocs=world)
     records = {name: torch.load(os.path.join(out, f'{name}_r0.pt'), weights_only=False)
                for name, *_ in RESUME_RUNS}
     for ckpt in ('first.pt', 'mid.pt'):
