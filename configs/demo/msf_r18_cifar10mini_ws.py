@@ -2,7 +2,7 @@
 # CPU-sized schedule. `bash tools/demo.sh` trains it and compares kNN accuracy with random init
 # and raw pixels. Budget: <= 10 min of training on the slower 2-core machine (1.5 s per step of
 # 128 images there): 17 epochs x 23 steps = 391 steps. k = 1 (the paper's BYOL-asym row of MSF):
-# at this budget it learned faster than k = 5 in every probe (README, "The demo").
+# at this budget it learned faster than k = 5 in both side-by-side probes (README, "The demo").
 _base_ = [
     '../_base_/models/msf_r18_small.py',
     '../_base_/datasets/cifar10_mini_msf.py',
