@@ -6,22 +6,11 @@ import torch
 import torch.nn as nn
 
 from mmmsf.registry import MODELS
-from tests.gloo import free_port, init_gloo, start_gloo
+from tests.gloo import ToyEncoder, free_port, init_gloo, start_gloo  # noqa: F401 (registers it)
 
 STEPS, B, DIM = 4, 4, 8
 
 
-@MODELS.register_module(force=True)
-class ToyEncoder(nn.Module):
-    """A BN-free encoder: pooled linear features (torch's SyncBatchNorm needs CUDA)."""
-
-    def __init__(self, out: int = 16):
-        super().__init__()
-        self.fc = nn.Linear(3 * 4 * 4, out)
-        self.feat_dim = out
-
-    def forward(self, x):
-        return torch.relu(self.fc(nn.functional.adaptive_avg_pool2d(x, 4).flatten(1)))
 
 
 def toy_cfg():

@@ -12,31 +12,19 @@ import os
 
 import pytest
 import torch
-import torch.nn as nn
 from mmengine.structures import BaseDataElement
 
 from mmmsf.registry import MODELS
-from tests.gloo import free_port, init_gloo, start_gloo
+from tests.gloo import ToyEncoder, free_port, init_gloo, start_gloo  # noqa: F401 (registers it)
 
 B_GLOBAL, DIM, SIZE, NUM_IMAGES, STEPS = 6, 8, 12, 40, 4  # 24 writes wrap the 12-slot bank
 VARIANTS = ('msf', 'cmsf_sup', 'cmsf_km', 'cmsf_pseudo', 'cmsf_2q', 'cmsf_2q_prev')
 
 
-@MODELS.register_module(force=True)
-class ShardToyEncoder(nn.Module):
-    """BN-free encoder (pooled linear features), so ranks' losses are comparable."""
-
-    def __init__(self, out: int = 16):
-        super().__init__()
-        self.fc = nn.Linear(3 * 4 * 4, out)
-        self.feat_dim = out
-
-    def forward(self, x):
-        return torch.relu(self.fc(nn.functional.adaptive_avg_pool2d(x, 4).flatten(1)))
 
 
 def model_cfg(variant: str, sharded: bool, topk: int = 5) -> dict:
-    cfg = dict(type='MSF', backbone=dict(type='ShardToyEncoder', out=16),
+    cfg = dict(type='MSF', backbone=dict(type='ToyEncoder', out=16),
                neck=dict(type='MLPNeck', in_channels=16, hid_channels=32, out_channels=DIM,
                          with_bn=False),
                predictor=dict(type='MLPNeck', in_channels=DIM, hid_channels=32,
