@@ -157,8 +157,13 @@ def write_json(path: str, payload: Dict) -> None:
 
 
 def preset(args) -> Dict:
-    """The model/batch preset for the device (``QUICK`` with ``--quick``)."""
-    return dict(QUICK if args.quick else PRESETS[args.device])
+    """The model/batch preset for the device (``QUICK`` with ``--quick``), with the script's
+    ``--batch`` / ``--img-size`` overrides where it has them and they are given."""
+    p = dict(QUICK if args.quick else PRESETS[args.device])
+    for key in ('batch', 'img_size'):
+        if getattr(args, key, None):
+            p[key] = getattr(args, key)
+    return p
 
 
 # ---------------------------------------------------------------------------- models and data

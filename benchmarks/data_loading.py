@@ -58,7 +58,7 @@ def main(argv=None):
     args = parse_args(argv)
     device = setup(args)
     p = preset(args)
-    img = args.img_size or p['img_size']
+    img = p['img_size']
     n = 48 if args.quick else args.images
     worker_counts = args.workers if args.workers is not None else ([] if args.quick else [1, 2])
     blur = img >= 64  # no blur at CIFAR sizes (configs/_base_/datasets/cifar10_mini_msf.py)

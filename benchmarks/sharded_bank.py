@@ -16,7 +16,6 @@ a cost model of how far the design scales.
     python benchmarks/sharded_bank.py [--quick] [--world 2] [--bank-sizes 128000 1024000]
 """
 import argparse
-import os
 import os.path as osp
 import sys
 import time
@@ -287,10 +286,6 @@ def measure(args, p: Dict, sizes: List[int]) -> List[Dict]:
 def main(argv=None):
     args = parse_args(argv)
     p = preset(args)
-    if args.batch:
-        p['batch'] = args.batch
-    if args.img_size:
-        p['img_size'] = args.img_size
     sizes = args.bank_sizes or ([512, 2048] if args.quick else [128000, 1024000])
     if args.quick:
         args.repeats = 2

@@ -66,10 +66,6 @@ def main(argv=None):
     args = parse_args(argv)
     device = setup(args)
     p = preset(args)
-    if args.batch:
-        p['batch'] = args.batch
-    if args.img_size:
-        p['img_size'] = args.img_size
     batch = p['batch']
     args.searches = usable_searches(device, args.searches)
     sizes = args.bank_sizes or ([512, 2048, 8192] if args.quick else list(BANK_SIZES))

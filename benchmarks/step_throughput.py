@@ -50,10 +50,6 @@ def main(argv=None):
                          'CUDA-only); on the CPU use fp32 and fp32+channels_last.')
     device = setup(args)
     p = preset(args)
-    if args.batch:
-        p['batch'] = args.batch
-    if args.img_size:
-        p['img_size'] = args.img_size
     batch = p['batch']
     repeats, steps = (1, 1) if args.quick else (args.repeats, args.steps)
     bank = 16 * batch if args.quick else args.bank_size // batch * batch
