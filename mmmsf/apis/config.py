@@ -24,6 +24,7 @@ KNOWN_TOP_LEVEL_KEYS = {
     'resume', 'launcher', 'env_cfg', 'log_processor', 'log_level', 'visualizer',
     'default_scope', 'randomness', 'experiment_name', 'cfg', 'model_wrapper_cfg', 'strategy',
     'compile', 'sync_bn', 'find_unused_parameters', 'vis_backends', 'custom_imports',
+    'activation_checkpointing', 'efficient_conv_bn_eval',
     # mmmsf
     'knn_train_dataloader', 'knn_test_dataloader', 'knn_cfg', 'linear_cfg', 'transfer_cfg',
     'data_root',
@@ -97,7 +98,14 @@ def load_config(path: str, cfg_options: Optional[Dict] = None,
 
 # ---- nested keys --------------------------------------------------------------------------
 # Keys the Runner's build_dataloader takes besides torch DataLoader's own arguments.
-_DATALOADER_EXTRA = {'dataset', 'sampler', 'batch_sampler', 'collate_fn', 'worker_init_fn'}
+_DATALOADER_EXTRA = {'dataset', 'sampler', 'batch_sampler', 'collate_fn', 'worker_init_fn',
+                     'num_batch_per_epoch', 'disable_subprocess_warning'}
+# Keys mmengine's builders take off a part's config before they call the class (so they are
+# not arguments of it): a hook's priority (Runner.register_hook), a scheduler's epoch -> iter
+# conversion (build_scheduler_from_cfg), the optimiser-wrapper constructor and its paramwise
+# options (build_optim_wrapper).
+_BUILDER_KEYS = {'HOOKS': {'priority'}, 'PARAM_SCHEDULERS': {'convert_to_iter_based'},
+                 'OPTIM_WRAPPERS': {'constructor', 'paramwise_cfg'}}
 
 
 def accepted_keys(cls) -> Optional[Set[str]]:
@@ -182,7 +190,9 @@ def _config_parts(cfg: Config) -> Iterator[Tuple[str, dict, object]]:
         yield from _typed(cfg.get(key), key, r.LOOPS)
     ow = cfg.get('optim_wrapper')
     if isinstance(ow, dict):
-        yield from _typed(ow, 'optim_wrapper', r.OPTIM_WRAPPERS)
+        if ow.get('constructor', 'DefaultOptimWrapperConstructor') == \
+                'DefaultOptimWrapperConstructor':  # another constructor may read other keys
+            yield from _typed(ow, 'optim_wrapper', r.OPTIM_WRAPPERS)
         yield from _typed(ow.get('optimizer'), 'optim_wrapper.optimizer', r.OPTIMIZERS)
     sched = cfg.get('param_scheduler')
     for i, s in enumerate(sched if isinstance(sched, (list, tuple)) else [sched]):
@@ -209,6 +219,8 @@ def check_nested_keys(cfg: Config) -> None:
     """Raise ``KeyError`` naming every key that the part it configures does not take, with
     the closest valid name -- before anything is built or trained."""
     import torch.utils.data
+    r = _registries()
+    builder_keys = {id(getattr(r, name)): keys for name, keys in _BUILDER_KEYS.items()}
     problems: List[str] = []
     for where, node, registry in _config_parts(cfg):
         try:
@@ -220,6 +232,7 @@ def check_nested_keys(cfg: Config) -> None:
         known = accepted_keys(cls)
         if known is None:
             continue
+        known = known | builder_keys.get(id(registry), set())
         msg = _unknown([k for k in node if k != 'type' and not k.startswith('_')], known,
                        where, f"{node['type']}")
         if msg:

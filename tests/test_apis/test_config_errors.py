@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import torch
+from mmengine.runner import get_priority
 
 from mmmsf.apis import load_config, prepare_train_cfg, train
 from mmmsf.apis.config import check_nested_keys
@@ -73,6 +74,36 @@ def test_misspelt_key_in_a_custom_hook_and_pipeline():
     assert 'default_hooks.bank.intervl (did you mean default_hooks.bank.interval?)' in msg
     assert 'train_dataloader.dataset.pipeline[1].num_view (did you mean ' \
            'train_dataloader.dataset.pipeline[1].num_views?)' in msg
+
+
+def test_keys_that_mmengine_builders_take_are_accepted_and_act(tmp_path):
+    """A hook's priority, a scheduler's convert_to_iter_based, the optimiser wrapper's
+    paramwise_cfg and a loader's num_batch_per_epoch are mmengine's, not the classes': the check
+    passes them, the Runner acts on them, and misspelling them is still an error."""
+    opts = _tiny(tmp_path, **{
+        'optim_wrapper.paramwise_cfg': dict(custom_keys={'predictor': dict(lr_mult=10.0)}),
+        'train_dataloader.num_batch_per_epoch': 2, 'train_cfg.max_epochs': 2,
+        'param_scheduler': [dict(type='LinearLR', start_factor=0.5, by_epoch=True, begin=0,
+                                 end=2, convert_to_iter_based=True)],
+        'custom_hooks': [dict(type='EmptyCacheHook', priority='VERY_LOW')]})
+    cfg = prepare_train_cfg(load_config(MSF_DEMO, opts, data_root=MINI),
+                            work_dir=str(tmp_path / 'w'))
+    runner = train(cfg)
+    assert runner.iter == 4                               # 2 epochs x num_batch_per_epoch
+    groups = runner.optim_wrapper.optimizer.param_groups
+    base_lr = cfg.optim_wrapper.optimizer.lr
+    pred = {id(p) for p in runner.model.predictor.parameters()}
+    lrs = {('predictor' if id(g['params'][0]) in pred else 'other'): g['initial_lr']
+           for g in groups}
+    assert lrs == {'predictor': pytest.approx(10 * base_lr), 'other': pytest.approx(base_lr)}
+    hook = [h for h in runner.hooks if type(h).__name__ == 'EmptyCacheHook']
+    assert len(hook) == 1 and get_priority(hook[0].priority) == get_priority('VERY_LOW')
+    for key, value, hint in [
+            ('optim_wrapper.paramwise_cgf', {}, 'did you mean optim_wrapper.paramwise_cfg?'),
+            ('train_dataloader.num_batch_per_epoc', 2,
+             'did you mean train_dataloader.num_batch_per_epoch?')]:
+        with pytest.raises(KeyError, match=hint.replace('.', r'\.').replace('?', r'\?')):
+            load_config(MSF_DEMO, {key: value})
 
 
 def _tool(args, tmp_path, **env):

@@ -95,6 +95,23 @@ def test_color_jitter_is_identity_at_zero_strength():
     assert not np.array_equal(t(dict(img=img.copy()))['img'], img)
 
 
+def test_adjust_hue_matches_torchvision_bit_for_bit():
+    import torchvision.transforms.functional as TF
+    from mmmsf.datasets.transforms.color_jitter import adjust_hue
+    rng = np.random.default_rng(3)
+    for trial in range(60):
+        h, w = [(32, 32), (7, 5), (64, 48)][trial % 3]
+        img = rng.integers(0, 256, (3, h, w), dtype=np.uint8)
+        img[1, :2] = img[0, :2]            # ties between channels (maxc == r == g)
+        img[:, -2:] = img[2:3, -2:]        # grey pixels (maxc == minc)
+        img[:, :, 0] = 255 * (trial % 2)   # black / white column
+        t = torch.from_numpy(img)
+        factor = float(rng.uniform(-0.5, 0.5)) if trial > 1 else (-0.5, 0.5)[trial]
+        assert torch.equal(adjust_hue(t, factor), TF.adjust_hue(t, factor)), (trial, factor)
+    with pytest.raises(ValueError, match='not in'):
+        adjust_hue(torch.zeros(3, 2, 2, dtype=torch.uint8), 0.7)
+
+
 def test_bundled_real_images_present():
     ds = DATASETS.build(dict(type='ImageFolder', data_root=MINI, data_prefix='train'))
     assert len(ds) == 3000 and len(ds.metainfo['classes']) == 10
