@@ -196,5 +196,25 @@ def train(cfg: Config) -> Runner:
     if cfg.get('resume') and cfg.get('load_from'):
         model = runner.model.module if hasattr(runner.model, 'module') else runner.model
         check_checkpoint_fits(model, cfg.load_from)
-    runner.train()
+    try:
+        runner.train()
+    finally:
+        release_loader_workers(runner)
     return runner
+
+
+def release_loader_workers(runner: Runner) -> None:
+    """End the persistent loader workers of ``runner``'s data loaders now, while their queues
+    are intact.
+
+    The Runner sits in reference cycles, so its loaders are freed by the garbage collector,
+    which may close a worker's index queue before the loader's iterator asks the worker to
+    stop; torch then waits 5 s per worker before it terminates them. Dropping the iterator here
+    (by reference count, nothing else holds it) stops the workers at once; the next
+    ``iter(loader)`` starts new ones.
+    """
+    for name in ('_train_loop', '_val_loop', '_test_loop'):
+        loader = getattr(getattr(runner, name, None), 'dataloader', None)  # loops once built
+        if isinstance(loader, torch.utils.data.DataLoader) and \
+                getattr(loader, '_iterator', None) is not None:
+            loader._iterator = None

@@ -61,12 +61,8 @@ else:
     runs, extra = [sys.argv[1:]], []
 for args in runs:
     sys.argv = [train, *args, *extra]
-    runpy.run_path(train, run_name='__main__')
-    # the finished run's persistent loader workers: collecting its loader would join each
-    # with a 5 s timeout (they do not exit on their own); end them first
-    for child in multiprocessing.active_children():
-        child.kill()
-        child.join()
+    runpy.run_path(train, run_name='__main__')  # train() ends its loader workers itself
+    assert not multiprocessing.active_children(), 'loader workers outlived the run'
     gc.collect()
 '''
 
