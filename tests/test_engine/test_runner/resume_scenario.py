@@ -1,7 +1,9 @@
 """Kill-and-resume scenario in the demo's default data settings (loader workers, persistent
 workers), run through ``tools/train.py`` in fresh processes (1 process, or N gloo processes with
-torchrun), killed with SIGKILL mid-epoch. The uninterrupted reference runs of several variants
-may share their processes (:func:`reference_runs`); every killed or resumed run has its own.
+torchrun), killed with SIGKILL mid-epoch. Runs that are not killed may share fresh processes,
+one after the other (each launch spends seconds importing torch and mmengine): the
+uninterrupted references of several variants (:func:`reference_runs`), and a scenario's two
+resumed runs; every killed run has its own.
 Used by test_exact_resume.py; also a script that prints the loss traces of a checkout:
 
     python tests/test_engine/test_runner/resume_scenario.py [--root CHECKOUT] [--nproc 2] \
@@ -155,6 +157,16 @@ def train(cfg_path: str, work_dir: str, tmp: str, nproc: int, root: str, kill_at
     return _launch(args, work_dir, tmp, nproc, root)
 
 
+def _launch_runs(runs: List[List[str]], tmp: str, nproc: int, root: str,
+                 name: str) -> subprocess.CompletedProcess:
+    """Several runs of tools/train.py (``runs``: the arguments of each), one after the other
+    in the same fresh processes; their list goes to ``tmp/<name>.json``."""
+    path = osp.join(tmp, f'{name}.json')
+    with open(path, 'w') as f:
+        json.dump(runs, f)
+    return _launch(['--runs', path], tmp, tmp, nproc, root)
+
+
 def _launch(args: List[str], out_dir: str, tmp: str, nproc: int, root: str
             ) -> subprocess.CompletedProcess:
     with open(osp.join(tmp, 'loss_probe.py'), 'w') as f:
@@ -224,9 +236,7 @@ def reference_runs(names: List[str], tmp: str, nproc: int = 1, root: str = ROOT
         full = osp.join(d, 'full')
         runs.append([_probed_config(cfg, full), '--work-dir', full])
         out[name] = dict(cfg=cfg, full=full)
-    with open(osp.join(tmp, 'runs.json'), 'w') as f:
-        json.dump(runs, f)
-    p = _launch(['--runs', osp.join(tmp, 'runs.json')], tmp, tmp, nproc, root)
+    p = _launch_runs(runs, tmp, nproc, root, 'runs')
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     for rec in out.values():
         rec.update(probed=probed_losses(rec['full']), logged=logged_losses(rec['full']))
@@ -253,15 +263,11 @@ def run_scenario(name: str, tmp: str, nproc: int = 1, root: str = ROOT,
     assert p.returncode != 0  # killed
     assert osp.isfile(osp.join(cut, f'iter_{2 * CKPT_EVERY}.pth')), p.stderr[-3000:]
     os.replace(osp.join(cut, 'losses_rank0.jsonl'), osp.join(cut, 'killed_losses_rank0.jsonl'))
-    # both resumed runs, one after the other, in one fresh launch (each launch spends ~6 s
-    # importing torch and mmengine): --resume in the killed run's folder (from iteration 6),
-    # then the epoch-1 checkpoint in a new folder; each is a new Runner
-    runs = [[_probed_config(cfg, cut), '--work-dir', cut, '--resume'],
-            [_probed_config(cfg, end), '--work-dir', end, '--resume',
-             osp.join(cut, 'epoch_1.pth')]]
-    with open(osp.join(tmp, 'resumed_runs.json'), 'w') as f:
-        json.dump(runs, f)
-    p = _launch(['--runs', osp.join(tmp, 'resumed_runs.json')], tmp, tmp, nproc, root)
+    # both resumed runs in one launch, each a new Runner: --resume in the killed run's folder
+    # (from iteration 6), then the epoch-1 checkpoint in a new folder
+    p = _launch_runs([[_probed_config(cfg, cut), '--work-dir', cut, '--resume'],
+                      [_probed_config(cfg, end), '--work-dir', end, '--resume',
+                       osp.join(cut, 'epoch_1.pth')]], tmp, nproc, root, 'resumed_runs')
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     res['mid'] = dict(probed=probed_losses(cut), logged=logged_losses(cut))
     res['end'] = dict(probed=probed_losses(end), logged=logged_losses(end))

@@ -11,8 +11,6 @@ from tests.gloo import ToyEncoder, free_port, init_gloo, start_gloo  # noqa: F40
 STEPS, B, DIM = 4, 4, 8
 
 
-
-
 def toy_cfg():
     return dict(type='MSF', backbone=dict(type='ToyEncoder', out=16),
                 neck=dict(type='MLPNeck', in_channels=16, hid_channels=32, out_channels=DIM,

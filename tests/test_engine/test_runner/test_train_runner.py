@@ -144,12 +144,9 @@ def test_train_ends_its_persistent_loader_workers(tmp_path):
     """After train() the persistent loader workers are gone: freeing the Runner later (a
     reference cycle, freed by the garbage collector) would otherwise wait 5 s per worker."""
     import multiprocessing
-    opts = tiny_run_options(subset_list(tmp_path, 2), epochs=1, batch=8)
-    opts.update({'train_dataloader.num_workers': 2, 'train_dataloader.persistent_workers': True,
-                 'train_cfg.val_interval': 2})
-    cfg = prepare_train_cfg(load_config(osp.join(ROOT, 'configs', 'demo',
-                                                 'msf_r18_cifar10mini_ws.py'), opts,
-                                        data_root=MINI), work_dir=str(tmp_path / 'w'))
+    cfg = tiny_cfg(tmp_path, tmp_path / 'w', epochs=1, per_class=2, batch=8,
+                   **{'train_dataloader.num_workers': 2,
+                      'train_dataloader.persistent_workers': True, 'train_cfg.val_interval': 2})
     before = set(multiprocessing.active_children())
     runner = train(cfg)
     assert runner.iter == 2                                   # 20 images, batch 8, drop_last

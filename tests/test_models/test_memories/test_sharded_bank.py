@@ -21,8 +21,6 @@ B_GLOBAL, DIM, SIZE, NUM_IMAGES, STEPS = 6, 8, 12, 40, 4  # 24 writes wrap the 1
 VARIANTS = ('msf', 'cmsf_sup', 'cmsf_km', 'cmsf_pseudo', 'cmsf_2q', 'cmsf_2q_prev')
 
 
-
-
 def model_cfg(variant: str, sharded: bool, topk: int = 5) -> dict:
     cfg = dict(type='MSF', backbone=dict(type='ToyEncoder', out=16),
                neck=dict(type='MLPNeck', in_channels=16, hid_channels=32, out_channels=DIM,
