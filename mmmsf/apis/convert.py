@@ -7,7 +7,6 @@ weights are loaded strictly into the configured model, the authors' SGD momentum
 moved to mmmsf's parameter order, and the config's LR schedule is advanced to the checkpoint's
 epoch.
 """
-import argparse
 import os
 import os.path as osp
 import warnings
@@ -19,18 +18,14 @@ import torch
 from mmmsf.utils.authors_checkpoint import (authors_to_mmmsf_state, authors_trainable_names,
                                             is_authors_state)
 from mmmsf.utils.backbone_export import to_mmdet, to_torchvision
-from mmmsf.utils.checkpoint import allow_mmengine_checkpoints
+from mmmsf.utils.checkpoint import safe_load
 from mmmsf.utils.model_io import load_state_dict
 
 
 def load_authors_checkpoint(path: str) -> Dict:
     """The authors' ``{'opt', 'state_dict', 'optimizer', 'epoch'}`` (or a bare state dict), read
     with torch's safe loading (``argparse.Namespace``, the type of ``opt``, is allow-listed)."""
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'checkpoint {path!r} does not exist.')
-    allow_mmengine_checkpoints()
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    ckpt = safe_load(path)
     if not isinstance(ckpt, dict):
         raise ValueError(f'{path} does not hold a dict.')
     state = ckpt.get('state_dict', ckpt.get('model', ckpt))

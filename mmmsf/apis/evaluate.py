@@ -9,17 +9,20 @@ import torch
 from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
-from mmengine.runner import Runner, load_checkpoint
+from mmengine.runner import Runner
 
 from mmmsf.evaluation import knn_evaluate
 from mmmsf.registry import MODELS
+from mmmsf.utils.backbone_weights import load_backbone_weights
 
 
 def build_model(cfg: Config, checkpoint: Optional[str] = None, seed: int = 0) -> torch.nn.Module:
-    """The config's model, initialised (seeded) and, if given, loaded from ``checkpoint``.
+    """The config's model, initialised (seeded), with the backbone of ``checkpoint`` if given.
 
-    A checkpoint whose backbone keys do not match the model is an error, never a silent
-    random initialisation.
+    Evaluation embeds with the backbone only, so only the backbone is read (weights-only) and
+    loaded -- strictly: a missing, extra or mis-shaped backbone weight (another depth or width)
+    is one error naming it, never a silent random initialisation. The rest of the checkpoint
+    (neck, predictor, memory bank) is not needed and may have any size.
     """
     init_default_scope(cfg.get('default_scope', 'mmmsf'))
     torch.manual_seed(seed)
@@ -32,14 +35,7 @@ def build_model(cfg: Config, checkpoint: Optional[str] = None, seed: int = 0) ->
     finally:
         logger.setLevel(level)
     if checkpoint:
-        ckpt = load_checkpoint(model, checkpoint, map_location='cpu', strict=False,
-                               revise_keys=[(r'^module\.', '')])
-        state = ckpt.get('state_dict', ckpt)
-        missing = [k for k in model.backbone.state_dict() if f'backbone.{k}' not in state]
-        if missing:
-            raise KeyError(f'{checkpoint} lacks {len(missing)} backbone weights (e.g. '
-                           f'{missing[:3]}): it is not an mmmsf checkpoint of this model; convert '
-                           'it with tools/model_converters or pick the matching config.')
+        load_backbone_weights(model.backbone, checkpoint)
     return model
 
 

@@ -10,6 +10,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 from mmmsf.models.memories.sharded_state import SHARD_KEY, ShardedState
+from mmmsf.utils.checkpoint import safe_load
 from mmmsf.utils.config_text import reuse_config_formatting
 
 
@@ -108,12 +109,18 @@ def check_checkpoint_file(path: str) -> None:
                          'earlier checkpoint.') from None
 
 
-def check_checkpoint_fits(model: torch.nn.Module, path: str, max_listed: int = 5) -> None:
+def check_checkpoint_fits(model: torch.nn.Module, path: str, max_listed: int = 5,
+                          resume: bool = True) -> None:
     """Raise one ``ValueError`` naming the tensors of checkpoint ``path`` whose shapes differ
     from ``model``'s, and the missing / unexpected keys (a checkpoint of another width or
-    depth). Reads the tensors memory-mapped: no data is loaded."""
-    check_checkpoint_file(path)
-    ckpt = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
+    depth). Reads the tensors weights-only and memory-mapped: no data is loaded. ``resume``
+    False: the check of ``load_from``, whose advice is to pick the matching config or to load
+    only the backbone."""
+    if '://' in path:  # a URL: mmengine's scheme, which mmmsf made weights-only
+        from mmengine.runner.checkpoint import CheckpointLoader
+        ckpt = CheckpointLoader.load_checkpoint(path, map_location='cpu')
+    else:
+        ckpt = safe_load(path, mmap=True)
     state: Dict[str, torch.Tensor] = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) \
         else {}
     mine = {k: (tuple(v.shape), v.numel()) for k, v in model.state_dict().items()}
@@ -146,8 +153,11 @@ def check_checkpoint_fits(model: torch.nn.Module, path: str, max_listed: int = 5
         if keys:
             parts.append(f'{len(keys)} key(s) {what} ({", ".join(keys[:max_listed])}'
                          + (', ...' if len(keys) > max_listed else '') + ')')
+    advice = ('Resume with the config the checkpoint was trained with.' if resume else
+              'load_from loads the whole model: use the config the checkpoint was trained '
+              'with (kNN, linear and transfer evaluation read only its backbone).')
     raise ValueError(f'checkpoint {path!r} does not fit this model: ' + '; '.join(parts)
-                     + '. Resume with the config the checkpoint was trained with.')
+                     + '. ' + advice)
 
 
 def disable_validation(cfg: Config) -> Config:
@@ -193,9 +203,9 @@ def train(cfg: Config) -> Runner:
     else:
         from mmengine.registry import RUNNERS
         runner = RUNNERS.build(cfg)
-    if cfg.get('resume') and cfg.get('load_from'):
+    if cfg.get('load_from'):  # resume or load_from: the whole model must fit, in one message
         model = runner.model.module if hasattr(runner.model, 'module') else runner.model
-        check_checkpoint_fits(model, cfg.load_from)
+        check_checkpoint_fits(model, cfg.load_from, resume=bool(cfg.get('resume')))
     try:
         runner.train()
     finally:

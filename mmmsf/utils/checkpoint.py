@@ -1,7 +1,17 @@
-"""Reading checkpoints: the one safe reader (:func:`read_checkpoint`) and the backbone-prefix
-selector with hints for layouts that need a conversion first (:func:`select_prefix`).
+"""Reading checkpoints: the one safe reader (:func:`safe_load`, :func:`read_checkpoint`), the
+weights-only loader installed into mmengine, and the backbone-prefix selector with hints for
+layouts that need a conversion first (:func:`select_prefix`).
 
-Safe loading of mmengine checkpoints under torch's ``weights_only=True`` default:
+Every checkpoint mmmsf reads -- its own tools and mmengine's ``load_from`` / ``resume`` /
+``load_checkpoint`` / ``init_cfg=dict(type='Pretrained')``, mmdet's initialisation included --
+goes through :func:`safe_load`: ``torch.load(..., weights_only=True)``, never the full
+unpickler. :func:`install_weights_only_loader` replaces every scheme of mmengine's
+``CheckpointLoader`` (whose local loader calls ``torch.load`` without ``weights_only``, and
+whose URL loader passes ``weights_only=False``). ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` (set to get
+past old mmengine errors under torch >= 2.6) would turn the full unpickler back on for any
+``torch.load`` that does not say ``weights_only``; mmmsf refuses to load anything while it is set.
+
+Safe loading of mmengine checkpoints under ``weights_only=True``:
 
 mmengine 0.10.7 saves its message hub (``HistoryBuffer`` objects holding NumPy arrays) and
 NumPy scalars in checkpoint metadata; torch >= 2.6 refuses them unless allow-listed. We add
@@ -13,12 +23,20 @@ any allowed object, so instead mmmsf saves buffers without that table (``__setst
 rebuilds the default methods; custom ones are class-level and re-registered on import).
 """
 import argparse
+import os
 import os.path as osp
+import pickle
+import re
+import zipfile
 from collections import OrderedDict
-from typing import Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
+from urllib.parse import urlparse
 
 import numpy as np
 import torch
+
+UNSAFE_ENV = 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'
+_TRUE = ('1', 'y', 'yes', 'true')  # the values torch.load reads as set
 
 
 def _mmengine_checkpoint_types() -> List:
@@ -40,7 +58,8 @@ _DONE = False
 
 
 def allow_mmengine_checkpoints() -> None:
-    """Allow-list the types mmengine writes into checkpoints (idempotent)."""
+    """Allow-list the types mmengine writes into checkpoints and make mmengine load weights-only
+    (idempotent; run when mmmsf is imported)."""
     global _DONE
     if _DONE:
         return
@@ -53,7 +72,107 @@ def allow_mmengine_checkpoints() -> None:
         return state
 
     HistoryBuffer.__getstate__ = _getstate_without_methods
+    install_weights_only_loader()
     _DONE = True
+
+
+def refuse_unsafe_loading() -> None:
+    """One clear error while ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` is set."""
+    value = os.environ.get(UNSAFE_ENV, '0')
+    if value.strip().lower() in _TRUE:
+        raise RuntimeError(
+            f'{UNSAFE_ENV}={value} is set: it makes torch.load run the code a checkpoint file '
+            'may carry. mmmsf reads every checkpoint weights-only and allow-lists the types '
+            f"mmengine writes, so its checkpoints load without it: unset it (unset {UNSAFE_ENV}) "
+            'and run again.')
+
+
+def safe_load(path: str, map_location: Any = 'cpu', mmap: bool = False) -> Any:
+    """``torch.load(path, weights_only=True)``: the only way mmmsf opens a checkpoint file.
+
+    Errors, each one line naming the file: missing file; a file weights-only loading refuses
+    (a pickled object beyond tensors and mmengine's metadata: nothing of it runs); a truncated
+    or non-torch file; ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` set. ``mmap`` reads zip checkpoints
+    memory-mapped (a legacy, non-zip file is read whole).
+    """
+    refuse_unsafe_loading()
+    path = osp.expanduser(path)
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'checkpoint {path!r} does not exist.')
+    allow_mmengine_checkpoints()
+    mmap = mmap and zipfile.is_zipfile(path)
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as e:
+        if 'Weights only load failed' in str(e) and 'Unsupported operand' not in str(e):
+            found = re.search(r'GLOBAL (\S+)', str(e))
+            what = f'the Python object {found.group(1)}' if found else 'a Python object'
+            raise ValueError(
+                f'checkpoint {path!r} holds {what}, which weights-only loading refuses (it could '
+                'run code; nothing of it was run). mmmsf reads tensors, mmengine metadata and '
+                'plain values only: if you trust the file, save its tensors again '
+                '(torch.save(dict(state_dict=...))) in a session of your own.') from None
+        raise _unreadable(path, e) from None
+    except Exception as e:  # noqa: BLE001 -- any other failure: truncated or not torch
+        raise _unreadable(path, e) from None
+
+
+def _unreadable(path: str, e: Exception) -> ValueError:
+    first = (str(e).strip().splitlines() or [''])[0][:200]
+    return ValueError(f'checkpoint {path!r} ({osp.getsize(path)} bytes) is not a readable '
+                      'PyTorch checkpoint: truncated (copy it again) or not a torch file '
+                      f'({type(e).__name__}: {first}).')
+
+
+def load_from_weights_only(filename: str, map_location: Any = None) -> Any:
+    """mmengine's ``CheckpointLoader`` scheme for local files, weights-only."""
+    return safe_load(filename, map_location)
+
+
+def load_from_url_weights_only(url: str, map_location: Any = None) -> Any:
+    """http(s) checkpoints: downloaded once into torch's hub cache (by local rank 0), then read
+    weights-only (torch's own URL loader unpickles them in full)."""
+    from mmengine.dist import barrier, get_local_rank, get_world_size
+    from torch.hub import download_url_to_file, get_dir
+    refuse_unsafe_loading()
+    cached = osp.join(get_dir(), 'checkpoints', osp.basename(urlparse(url).path))
+    if get_local_rank() == 0 and not osp.isfile(cached):
+        os.makedirs(osp.dirname(cached), exist_ok=True)
+        download_url_to_file(url, cached, progress=False)
+    if get_world_size() > 1:
+        barrier()
+    return safe_load(cached, map_location)
+
+
+def load_from_torchvision_weights_only(filename: str, map_location: Any = None) -> Any:
+    """``torchvision://NAME`` (and the older ``modelzoo://NAME``): torchvision's URL, weights-only."""
+    from mmengine.runner.checkpoint import get_torchvision_models
+    name = filename.split('://', 1)[1]
+    urls = get_torchvision_models()
+    if name not in urls:
+        raise KeyError(f'{filename}: torchvision has no model {name!r}.')
+    return load_from_url_weights_only(urls[name], map_location)
+
+
+def load_from_unsupported_scheme(filename: str, map_location: Any = None) -> Any:
+    raise ValueError(f'{filename}: mmmsf reads checkpoints weights-only from local files, '
+                     'http(s) URLs and torchvision:// names; download this one and give its '
+                     'path.')
+
+
+def install_weights_only_loader() -> None:
+    """Replace every scheme of mmengine's ``CheckpointLoader`` by a weights-only one
+    (idempotent; schemes registered later are replaced by the next call)."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+    loaders: Dict[str, Callable] = {'': load_from_weights_only,
+                                    'http://': load_from_url_weights_only,
+                                    'https://': load_from_url_weights_only,
+                                    'torchvision://': load_from_torchvision_weights_only,
+                                    'modelzoo://': load_from_torchvision_weights_only}
+    for prefix in list(CheckpointLoader._schemes) + list(loaders):
+        CheckpointLoader.register_scheme(
+            prefix, loaders.get(prefix, load_from_unsupported_scheme), force=True)
 
 
 def read_checkpoint(path: str) -> Tuple['OrderedDict[str, torch.Tensor]', dict]:
@@ -63,15 +182,7 @@ def read_checkpoint(path: str) -> Tuple['OrderedDict[str, torch.Tensor]', dict]:
     checkpoints (their ``argparse.Namespace`` options are allowed so that the layout can be
     recognised and sent to the converter), always with torch's safe loading.
     """
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'checkpoint {path!r} does not exist.')
-    allow_mmengine_checkpoints()
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:  # noqa: BLE001 -- any unpickling failure gets the same advice
-        raise ValueError(f'{path} is not a readable PyTorch checkpoint ({type(e).__name__}: '
-                         f'{str(e)[:200]}).') from e
+    ckpt = safe_load(path)
     if not isinstance(ckpt, dict):
         raise ValueError(f'{path} holds a {type(ckpt).__name__}, not a state dict.')
     state = ckpt.get('state_dict', ckpt)
