@@ -206,3 +206,32 @@ def test_tools_say_it_in_one_line_when_weights_only_is_forced_off(tmp_path):
                        capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=300)
     assert p.returncode != 0 and f'{UNSAFE_ENV}=1 is set' in p.stderr
     assert not osp.exists(marker) and not (tmp_path / 'eval').exists()
+
+
+def test_urls_are_downloaded_then_read_weights_only(tmp_path, monkeypatch):
+    """mmengine's http(s) scheme (torch.hub's loader unpickles in full) and unknown schemes."""
+    import functools
+    import http.server
+    import threading
+    from mmengine.runner.checkpoint import CheckpointLoader
+    served = tmp_path / 'served'
+    served.mkdir()
+    marker = str(tmp_path / 'payload_ran')
+    write_malicious(str(served / 'evil.pth'), 'meta', marker)
+    torch.save(dict(state_dict=tiny_state()), str(served / 'clean.pth'))
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f'http://127.0.0.1:{server.server_address[1]}'
+    try:
+        with pytest.raises(ValueError, match='os.makedirs, which weights-only loading refuses'):
+            CheckpointLoader.load_checkpoint(f'{url}/evil.pth')
+        ckpt = CheckpointLoader.load_checkpoint(f'{url}/clean.pth', map_location='cpu')
+        assert torch.equal(ckpt['state_dict']['backbone.conv1.weight'],
+                           tiny_state()['backbone.conv1.weight'])
+    finally:
+        server.shutdown()
+    assert not osp.exists(marker)
+    with pytest.raises(ValueError, match='download this one and give its path'):
+        CheckpointLoader.load_checkpoint('s3://bucket/evil.pth')
