@@ -9,6 +9,11 @@ if [ $# -lt 4 ]; then
     echo "usage: bash tools/slurm_train.sh PARTITION JOB_NAME CONFIG GPUS [train.py options]" >&2
     exit 2
 fi
+if ! command -v srun >/dev/null 2>&1; then
+    echo "tools/slurm_train.sh: srun not found: this script submits to a Slurm cluster (run it" \
+         "on a login node with Slurm). On this machine: bash tools/dist_train.sh CONFIG NPROC" >&2
+    exit 127
+fi
 PARTITION=$1
 JOB_NAME=$2
 CONFIG=$3

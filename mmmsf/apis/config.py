@@ -112,6 +112,7 @@ def load_config(path: str, cfg_options: Optional[Dict] = None,
         raise FileNotFoundError(f'config {path!r} does not exist.')
     cfg = Config.fromfile(path, import_custom_modules=False)  # imported below, after options
     if cfg_options:
+        check_option_types(cfg, cfg_options)
         cfg.merge_from_dict(cfg_options)
     if data_root:
         set_data_root(cfg, data_root)
@@ -119,6 +120,57 @@ def load_config(path: str, cfg_options: Optional[Dict] = None,
     check_config_keys(cfg)
     check_nested_keys(cfg)
     return cfg
+
+
+# ---- option types -------------------------------------------------------------------------
+_MISSING = object()
+
+
+def _config_value(cfg: Config, key: str):
+    """The value at dotted ``key`` (list items by index), or ``_MISSING``."""
+    node = {k: cfg[k] for k in cfg.keys()} if isinstance(cfg, Config) else cfg
+    for part in key.split('.'):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return _MISSING
+    return node
+
+
+def _expected_kind(old) -> Optional[Tuple[tuple, str]]:
+    """(accepted types, their name) for a value replacing ``old``; None: anything goes."""
+    if isinstance(old, bool):
+        return (bool, ), 'True or False'
+    if isinstance(old, int):
+        return (int, ), 'whole number'
+    if isinstance(old, float):
+        return (int, float), 'number'
+    if isinstance(old, (list, tuple)):
+        return (list, tuple), 'list, e.g. [1,20]'
+    if isinstance(old, dict):
+        return (dict, ), "dict, e.g. dict(type='...')"
+    return None
+
+
+def check_option_types(cfg: Config, cfg_options: Dict) -> None:
+    """``--cfg-options KEY=VALUE`` must keep the kind of the value it replaces (a number stays
+    a number, a boolean a boolean, a list a list; ``None`` is always allowed): ``topk=five``,
+    ``topk=[5``, ``topk=2.5`` or ``sharded=no`` is one error naming the option, not a
+    ``TypeError`` after the model is built (or a string that counts as true)."""
+    problems = []
+    for key, new in cfg_options.items():
+        old = _config_value(cfg, key)
+        kind = None if old is _MISSING or old is None or new is None else _expected_kind(old)
+        if kind is None:
+            continue
+        types, name = kind
+        if isinstance(new, bool) and bool not in types or not isinstance(new, types):
+            problems.append(f'{key}={new!r} (the config has {old!r}: give a {name})')
+    if problems:
+        raise ValueError(f'--cfg-options of another kind than the value they replace in '
+                         f'{cfg.filename}: ' + '; '.join(problems) + '.')
 
 
 # ---- nested keys --------------------------------------------------------------------------
@@ -227,6 +279,21 @@ def _config_parts(cfg: Config) -> Iterator[Tuple[str, dict, object]]:
         if key.endswith('_dataloader') and isinstance(cfg[key], dict):
             yield from _typed(cfg[key].get('sampler'), f'{key}.sampler', r.DATA_SAMPLERS)
             yield from _dataset_parts(cfg[key].get('dataset'), f'{key}.dataset', r)
+    for key in ('val_evaluator', 'test_evaluator'):
+        ev = cfg.get(key)
+        for i, m in enumerate(ev if isinstance(ev, (list, tuple)) else [ev]):
+            yield from _typed(m, f'{key}[{i}]' if isinstance(ev, (list, tuple)) else key,
+                              r.METRICS)
+    from mmengine.registry import LOG_PROCESSORS, VISBACKENDS, VISUALIZERS
+    for key, registry, default in (('visualizer', VISUALIZERS, 'Visualizer'),
+                                   ('log_processor', LOG_PROCESSORS, 'LogProcessor')):
+        node = cfg.get(key)
+        if isinstance(node, dict):
+            yield from _typed(dict(node, type=node.get('type', default)), key, registry)
+    vis = cfg.get('visualizer')
+    backends = vis.get('vis_backends') if isinstance(vis, dict) else None
+    for i, b in enumerate(backends if isinstance(backends, (list, tuple)) else []):
+        yield from _typed(b, f'visualizer.vis_backends[{i}]', VISBACKENDS)
 
 
 def _unknown(keys, known: Set[str], where: str, what: str) -> Optional[str]:
@@ -240,9 +307,37 @@ def _unknown(keys, known: Set[str], where: str, what: str) -> Optional[str]:
     return f'{", ".join(hints)}: not an argument of {what}'
 
 
+# Settings read as plain dicts (no type to look up): the keys their readers take.
+PLAIN_SETTINGS = {
+    'randomness': ({'seed', 'diff_rank_seed', 'deterministic'}, "mmengine's Runner.set_randomness"),
+    'env_cfg': ({'cudnn_benchmark', 'mp_cfg', 'dist_cfg', 'resource_limit'},
+                "mmengine's Runner.setup_env"),
+    'env_cfg.mp_cfg': ({'mp_start_method', 'opencv_num_threads'}, "mmengine's Runner.setup_env"),
+    'knn_cfg': ({'ks', 'weighted', 'temperature'}, 'the kNN evaluation (tools/knn_eval.py)'),
+}
+
+
+def bool_arguments(cls) -> Set[str]:
+    """Arguments of ``cls(...)`` (up the ``**kwargs`` chain) whose default is True or False."""
+    names: Set[str] = set()
+    for klass in getattr(cls, '__mro__', ()):
+        init = klass.__dict__.get('__init__')
+        if klass is object or init is None:
+            continue
+        try:
+            params = inspect.signature(init).parameters
+        except (TypeError, ValueError):
+            break
+        names |= {n for n, p in params.items() if isinstance(p.default, bool)}
+        if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            break
+    return names
+
+
 def check_nested_keys(cfg: Config) -> None:
     """Raise ``KeyError`` naming every key that the part it configures does not take, with
-    the closest valid name -- before anything is built or trained."""
+    the closest valid name, and every non-boolean value of a True/False argument -- before
+    anything is built or trained."""
     import torch.utils.data
     r = _registries()
     builder_keys = {id(getattr(r, name)): keys for name, keys in _BUILDER_KEYS.items()}
@@ -262,6 +357,15 @@ def check_nested_keys(cfg: Config) -> None:
                        where, f"{node['type']}")
         if msg:
             problems.append(msg)
+        for k in sorted(bool_arguments(cls) & set(node)):
+            if not isinstance(node[k], bool):  # a string such as 'no' would count as true
+                problems.append(f"{where}.{k}={node[k]!r}: {node['type']} takes True or False")
+    for where, (known, what) in PLAIN_SETTINGS.items():
+        node = _config_value(cfg, where)
+        if isinstance(node, dict):
+            msg = _unknown(list(node), known, where, what)
+            if msg:
+                problems.append(msg)
     known_dl = (set(inspect.signature(torch.utils.data.DataLoader.__init__).parameters)
                 - {'self'}) | _DATALOADER_EXTRA
     for key in cfg.keys():
@@ -270,8 +374,8 @@ def check_nested_keys(cfg: Config) -> None:
             if msg:
                 problems.append(msg)
     if problems:
-        raise KeyError(f'unknown config key(s) in {cfg.filename}: ' + '; '.join(problems)
-                       + '. Fix the spelling or remove them.')
+        raise KeyError(f'config error(s) in {cfg.filename}: ' + '; '.join(problems)
+                       + '. Fix the spelling or the value, or remove the key.')
 
 
 def set_data_root(cfg: Config, data_root: str) -> None:

@@ -96,6 +96,7 @@ class KNNValLoop(ValLoop):
         self.memory_subset, self.cache = memory_subset, cache
         self.memory_dataloader = self._build_memory_loader(memory_dataloader)
         self._check_classes()
+        self._check_ks()
         self._last_iter: Optional[int] = None
 
     # ------------------------------------------------------------------ construction
@@ -140,6 +141,24 @@ class KNNValLoop(ValLoop):
                 f'{", or another order" if not only_q and not only_m else ""}), so their labels '
                 'do not match. Point both at splits of the same dataset (the same class '
                 f'folders, or the same classes=[...] in both datasets), {NO_VALIDATE}.')
+
+    def _check_ks(self) -> None:
+        """Every k of the vote fits the memory set -- checked when the loop is built (before
+        step 1), not at the first validation."""
+        ks = self.metric.ks
+        if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
+            raise ValueError(f'kNN validation: val_evaluator.ks={ks!r} must be whole numbers '
+                             f'>= 1 (the paper: ks=(1, 20)), {NO_VALIDATE}.')
+        n = len(self.memory_dataloader.dataset)
+        if max(ks) > n:
+            subset = (f' after val_cfg.memory_subset={dict(self.memory_subset)!r}'
+                      if self.memory_subset else '')
+            raise ValueError(
+                f'kNN validation: val_evaluator.ks={tuple(ks)!r} votes among up to {max(ks)} '
+                f'neighbours, but the memory set (knn_train_dataloader) has {n} images{subset}. '
+                'Lower val_evaluator.ks (knn_cfg.ks in the demo and ImageNet configs)'
+                + (', enlarge val_cfg.memory_subset' if self.memory_subset else '')
+                + f' or use a larger memory set, {NO_VALIDATE}.')
 
     # ------------------------------------------------------------------ validation
     def _backbone_model(self) -> torch.nn.Module:
