@@ -156,6 +156,9 @@ def test_unknown_authors_keys_are_not_dropped_silently():
 
 
 def test_mmdet_c4_layout_gives_identical_features(tmp_path):
+    from mmmsf.utils.detection_stack import detection_stack_missing
+    if detection_stack_missing():
+        pytest.skip(detection_stack_missing())
     from mmdet.models.backbones import ResNet as MMDetResNet
     from mmdet.models.roi_heads.shared_heads import ResLayer
     torch.manual_seed(0)

@@ -12,11 +12,16 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from mmmsf.detection import (CIFAR_TO_VOC, check_normalisation, check_voc_layout,
+from mmmsf.utils.detection_stack import detection_stack_missing
+
+if detection_stack_missing():  # the light install: skip, saying what is missing
+    pytest.skip(detection_stack_missing(), allow_module_level=True)
+
+from mmmsf.detection import (CIFAR_TO_VOC, check_normalisation, check_voc_layout,  # noqa: E402
                              check_voc_split, load_detection_config, make_tiny_voc,
                              pretrained_checkpoints, pretraining_normalisation, set_pretrained)
-from mmmsf.detection.finetune import _check_detector_checkpoint
-from tests.conftest import MINI, ROOT
+from mmmsf.detection.finetune import _check_detector_checkpoint  # noqa: E402
+from tests.conftest import MINI, ROOT  # noqa: E402
 
 DET = osp.join(ROOT, 'configs/benchmarks/detection')
 C4 = osp.join(DET, 'faster-rcnn_r50-c4_ms-24k_voc0712.py')
