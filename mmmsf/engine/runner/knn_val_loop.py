@@ -12,7 +12,8 @@ eval mode, embeds
 both L2-normalised by :func:`~mmmsf.evaluation.feature_extraction.embed_batch`, exactly as
 ``tools/knn_eval.py`` prepares them, so ``knn/top1@1`` / ``knn/top1@20`` are the numbers
 ``tools/knn_eval.py`` prints for the checkpoint of that epoch. In DDP every rank embeds its shard
-of both sets (the samplers') and the features are gathered.
+of both sets (the samplers') and the features are gathered; every rank first takes rank 0's
+BatchNorm running statistics -- the ones the checkpoint holds (:func:`use_rank0_norm_statistics`).
 
 Besides the metrics it logs ``knn/seconds`` (wall time of the validation) and
 ``knn/epoch_share`` (that time over the time of one training epoch, measured from the iteration
@@ -60,6 +61,28 @@ def preserved_rng_state() -> Iterator[None]:
         torch.set_rng_state(cpu)
         if cuda is not None:
             torch.cuda.set_rng_state_all(cuda)
+
+
+def use_rank0_norm_statistics(model: torch.nn.Module) -> None:
+    """Give every process rank 0's normalisation running statistics (BatchNorm running mean,
+    variance and count, of every norm layer of ``model``).
+
+    In multi-process training each process updates its own statistics from its own batches, but
+    a checkpoint holds rank 0's (rank 0 writes it) and a resumed run loads them into every
+    process. Validating with rank 0's statistics makes the online kNN the number
+    ``tools/knn_eval.py`` gives for the checkpoint of that epoch, and the same in a resumed run
+    as in an uninterrupted one. Training is not affected: in training mode the layers normalise
+    with batch statistics. (mmengine's ``SyncBuffersHook`` would average them instead, which is
+    not what the checkpoint of an uninterrupted run holds.)
+    """
+    from mmengine.dist import broadcast, get_world_size
+    if get_world_size() < 2:
+        return
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._NormBase) and m.track_running_stats:
+            for buf in (m.running_mean, m.running_var, m.num_batches_tracked):
+                if buf is not None:
+                    broadcast(buf, src=0)
 
 
 @LOOPS.register_module()
@@ -180,6 +203,7 @@ class KNNValLoop(ValLoop):
         self.runner.call_hook('before_val')
         self.runner.call_hook('before_val_epoch')
         model = self._backbone_model()
+        use_rank0_norm_statistics(model)
         was_training = model.training
         model.eval()
         cache = osp.join(self.runner.work_dir, 'knn_cache', 'memory.npz') if self.cache else None
