@@ -28,7 +28,8 @@ mmmsf_dist_launch() {
         return 0
     fi
     local first
-    first=$(ls -1 "$errdir"/rank*.err 2>/dev/null | xargs -r cat | sort -n | head -n 1)
+    # the earliest error: each rank*.err is "TIME rank R: MESSAGE" on its first line
+    first=$(for f in "$errdir"/rank*.err; do [ -f "$f" ] && head -n 1 "$f"; done | sort -n | head -n 1)
     if [ -n "$first" ]; then
         echo "error: ${first#* }" >&2
         echo "(tracebacks and the launcher's log: $errdir)" >&2

@@ -40,9 +40,25 @@ def run_tool(main: Callable[[], None]) -> None:
         text = str(e).strip() or type(e).__name__
         if isinstance(e, KeyError) and len(e.args) == 1 and isinstance(e.args[0], str):
             text = e.args[0]  # KeyError's str() adds quotes
-        _write(err_dir, rank, f'{type(e).__name__}: {text}', traceback.format_exc())
+        _write(err_dir, rank, one_line(f'{type(e).__name__}: {text}'), traceback.format_exc())
         sys.stderr.flush()
         os._exit(1)
+
+
+def one_line(message: str) -> str:
+    """An error message on one line. A message that holds a traceback (an error re-raised from a
+    data-loader worker: ``Caught X in DataLoader worker process 0. Original Traceback ...``)
+    becomes its last exception line -- the real cause, e.g. the unreadable image's path -- with
+    the first line after it."""
+    lines = [ln.rstrip() for ln in message.splitlines() if ln.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else message.strip()
+    # the exception line: not indented, not a caret marker line (~~~^^^), not 'File ...'
+    causes = [ln for ln in lines[1:] if not ln[0].isspace() and ln.strip('~^ ')
+              and not ln.startswith(('Traceback', 'Original Traceback'))]
+    if not causes:
+        return ' '.join(ln.strip() for ln in lines)
+    return f'{causes[-1]} ({lines[0]})'
 
 
 def _write(err_dir: str, rank: int, message: str, tb: str) -> None:
