@@ -16,7 +16,8 @@ mmmsf_dist_launch() {
     fi
     local errdir
     errdir=$(mktemp -d "${TMPDIR:-/tmp}/mmmsf-dist.XXXXXX") || exit 1
-    MMMSF_ERROR_DIR="$errdir" PYTHONPATH="$ROOT:$PYTHONPATH" \
+    # MMMSF_LAUNCHER_PID: the processes stop when this script is gone (even after kill -9)
+    MMMSF_ERROR_DIR="$errdir" MMMSF_LAUNCHER_PID=$$ PYTHONPATH="$ROOT:$PYTHONPATH" \
     "${PYTHON:-python}" -m torch.distributed.run \
         --nnodes="${NNODES:-1}" --node_rank="${NODE_RANK:-0}" \
         --master_addr="${MASTER_ADDR:-127.0.0.1}" --master_port="${PORT:-29500}" \

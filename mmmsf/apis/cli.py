@@ -4,18 +4,48 @@
 ``rank<R>.err`` (one line) and ``rank<R>.traceback`` (the full traceback) instead of the
 terminal, rank 0's standard error goes to its standard output (live, with the log), the other
 ranks' to ``rank<R>.stderr``; the launcher's own report goes to ``launcher.log``. The script
-then prints the first error that happened, once, with the paths of the rest.
+then prints the first error that happened, once, with the paths of the rest. The scripts also
+set ``MMMSF_LAUNCHER_PID`` (their own pid): the processes stop when the script is gone.
 """
 import os
 import os.path as osp
 import sys
+import threading
 import time
 import traceback
 from typing import Callable
 
 
+def watch_launcher(pid: int, interval: float = 1.0) -> threading.Thread:
+    """End this process (exit status 143, as on SIGTERM) soon after process ``pid`` -- the
+    launch script -- is gone.
+
+    torchrun starts the ranks in sessions of their own, so killing the launch script (even
+    ``kill -9``) left them training, beside any new run in their work dir. Each rank checks
+    every ``interval`` seconds that the script is still there."""
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                sys.stderr.write(f'the launch script (pid {pid}) is gone: stopping.\n')
+                sys.stderr.flush()
+                os._exit(143)
+            except PermissionError:  # alive, owned by someone else
+                pass
+
+    thread = threading.Thread(target=watch, name='launcher-watch', daemon=True)
+    thread.start()
+    return thread
+
+
 def run_tool(main: Callable[[], None]) -> None:
-    """Call ``main()``; under ``tools/dist_*.sh`` report a failure as described above."""
+    """Call ``main()``; under ``tools/dist_*.sh`` report a failure as described above, and
+    stop when the launch script is gone (``MMMSF_LAUNCHER_PID``)."""
+    launcher_pid = os.environ.get('MMMSF_LAUNCHER_PID', '')
+    if launcher_pid.isdigit():
+        watch_launcher(int(launcher_pid))
     err_dir = os.environ.get('MMMSF_ERROR_DIR')
     if not err_dir or not osp.isdir(err_dir):
         main()

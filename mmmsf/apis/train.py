@@ -1,4 +1,5 @@
 """Build an mmengine Runner for pre-training and run it (used by tools/train.py)."""
+import contextlib
 import os
 import os.path as osp
 import subprocess
@@ -12,6 +13,7 @@ from mmengine.runner import Runner
 from mmmsf.models.memories.sharded_state import SHARD_KEY, ShardedState
 from mmmsf.utils.checkpoint import safe_load
 from mmmsf.utils.config_text import reuse_config_formatting
+from mmmsf.utils.work_dir_lock import work_dir_lock
 
 
 def prepare_train_cfg(cfg: Config, work_dir: Optional[str] = None, resume: Optional[str] = None,
@@ -195,9 +197,20 @@ def init_cpu_distributed(launcher: str) -> None:
 
 
 def train(cfg: Config) -> Runner:
-    """Build the runner from ``cfg`` and train; returns the runner (its model holds the result)."""
+    """Build the runner from ``cfg`` and train; returns the runner (its model holds the result).
+
+    Rank 0 holds the work dir's lock (:mod:`mmmsf.utils.work_dir_lock`) from before the runner
+    is built until training ends: a second run in the same work dir is refused."""
     reuse_config_formatting()  # the config text of every checkpoint: formatted once
-    init_cpu_distributed(cfg.get('launcher', 'none'))
+    launcher = cfg.get('launcher', 'none')
+    init_cpu_distributed(launcher)
+    rank = 0 if launcher == 'none' else int(os.environ.get('RANK',
+                                                           os.environ.get('SLURM_PROCID', 0)))
+    with work_dir_lock(cfg.work_dir) if rank == 0 else contextlib.nullcontext():
+        return _build_and_train(cfg)
+
+
+def _build_and_train(cfg: Config) -> Runner:
     if 'runner_type' not in cfg:
         runner = Runner.from_cfg(cfg)
     else:
