@@ -206,8 +206,40 @@ def train(cfg: Config) -> Runner:
     init_cpu_distributed(launcher)
     rank = 0 if launcher == 'none' else int(os.environ.get('RANK',
                                                            os.environ.get('SLURM_PROCID', 0)))
+    world = 1 if launcher == 'none' else int(os.environ.get('WORLD_SIZE',
+                                                            os.environ.get('SLURM_NTASKS', 1)))
+    check_bank_and_batch(cfg, world)
     with work_dir_lock(cfg.work_dir) if rank == 0 else contextlib.nullcontext():
         return _build_and_train(cfg)
+
+
+def check_bank_and_batch(cfg: Config, world: int) -> None:
+    """The memory bank's size must be a multiple of the global batch (each step writes one
+    global batch of slots), which also shares a sharded bank equally among ``world`` processes:
+    one error with sizes that satisfy both, before the model is built."""
+    bank = (cfg.get('model') or {}).get('memory_bank')
+    loader = cfg.get('train_dataloader') or {}
+    if not isinstance(bank, dict) or not isinstance(bank.get('size'), int) or \
+            not isinstance(loader.get('batch_size'), int):
+        return
+    from mmengine.registry import init_default_scope
+
+    from mmmsf.registry import MODELS
+    init_default_scope(cfg.get('default_scope', 'mmmsf'))
+    cls = MODELS.get(bank.get('type', ''))
+    if cls is None or not hasattr(cls, 'check_batch'):
+        return
+    size, per = bank['size'], loader['batch_size']
+    batch = per * world
+    if size % batch == 0:
+        return
+    lower = max(batch, size // batch * batch)
+    sharded = (' and shares the sharded bank equally among the processes'
+               if bank.get('sharded') is True and world > 1 else '')
+    raise ValueError(f'model.memory_bank.size={size} must be a multiple of the global batch '
+                     f'{batch} ({per} per process x {world} processes: every step writes one '
+                     f'global batch of slots{sharded}): set it to {lower} or {lower + batch}, '
+                     'or change train_dataloader.batch_size or the number of processes.')
 
 
 def _build_and_train(cfg: Config) -> Runner:

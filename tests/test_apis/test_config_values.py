@@ -97,3 +97,28 @@ def test_slurm_train_without_slurm_says_so(tmp_path):
     assert r.returncode == 127
     assert r.stderr.count('\n') == 1 and 'srun not found' in r.stderr
     assert 'bash tools/dist_train.sh CONFIG NPROC' in r.stderr
+
+
+def test_bank_size_advice_satisfies_the_batch_and_the_sharding():
+    """The sharded bank's world-size advice used to lead into the batch error (2048 on 3
+    processes: '2046'); the size given now is a multiple of both."""
+    import re
+    from mmmsf.apis.train import check_bank_and_batch
+    cfg = load_config(DEMO, {'model.memory_bank.sharded': True})  # 2048 slots, 128 per process
+    with pytest.raises(ValueError) as e:
+        check_bank_and_batch(cfg, 3)
+    msg = str(e.value)
+    assert 'model.memory_bank.size=2048 must be a multiple of the global batch 384' in msg
+    sizes = [int(n) for n in re.search(r'set it to (\d+) or (\d+)', msg).groups()]
+    assert sizes == [1920, 2304] and all(s % 384 == 0 and s % 3 == 0 for s in sizes)
+    check_bank_and_batch(load_config(DEMO, {'model.memory_bank.size': 2304,
+                                            'model.memory_bank.sharded': True}), 3)
+
+
+def test_bank_not_a_multiple_of_the_batch_is_refused_before_building(tmp_path):
+    cfg = prepare_train_cfg(load_config(DEMO, {**_tiny(tmp_path), 'model.memory_bank.size': 60},
+                                        data_root=MINI), work_dir=str(tmp_path / 'w'))
+    with pytest.raises(ValueError, match=r'size=60 must be a multiple of the global batch 8 '
+                                         r'\(8 per process x 1 processes.*set it to 56 or 64'):
+        train(cfg)
+    assert not (tmp_path / 'w').exists()
