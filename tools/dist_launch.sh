@@ -30,7 +30,8 @@ mmmsf_dist_launch() {
     fi
     local first
     # the earliest error: each rank*.err is "TIME rank R: MESSAGE" on its first line
-    first=$(for f in "$errdir"/rank*.err; do [ -f "$f" ] && head -n 1 "$f"; done | sort -n | head -n 1)
+    first=$(for f in "$errdir"/rank*.err; do [ -f "$f" ] && head -n 1 "$f"; done \
+            | sort -n | head -n 1)
     if [ -n "$first" ]; then
         echo "error: ${first#* }" >&2
         echo "(tracebacks and the launcher's log: $errdir)" >&2

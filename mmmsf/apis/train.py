@@ -248,14 +248,41 @@ def _build_and_train(cfg: Config) -> Runner:
     else:
         from mmengine.registry import RUNNERS
         runner = RUNNERS.build(cfg)
+    model = runner.model.module if hasattr(runner.model, 'module') else runner.model
     if cfg.get('load_from'):  # resume or load_from: the whole model must fit, in one message
-        model = runner.model.module if hasattr(runner.model, 'module') else runner.model
         check_checkpoint_fits(model, cfg.load_from, resume=bool(cfg.get('resume')))
+    keep_own_shards(runner, model)
     try:
         runner.train()
     finally:
         release_loader_workers(runner)
     return runner
+
+
+def keep_own_shards(runner: Runner, model: torch.nn.Module) -> None:
+    """Keep every rank's own rows of a sharded table through the Runner's weight
+    initialisation.
+
+    After ``init_weights`` mmengine's ``Runner._init_model_weights`` broadcasts every tensor of
+    ``model.state_dict()`` from rank 0. A sharded memory bank's state dict holds the rank's own
+    rows, so rank 0's rows overwrote the others' (rank 1 of 2 began with rows 0..K/2 instead
+    of K/2..K): a sharded run began from another bank than the replicated one. The tables of
+    split sharded modules are put back after that broadcast."""
+    tables = [(mod, name) for mod in model.modules()
+              if isinstance(mod, ShardedState) and mod.is_split
+              for name in mod._sharded_tables()]
+    if not tables:
+        return
+    init = runner._init_model_weights
+
+    def init_keeping_shards() -> None:
+        own = [getattr(mod, name).detach().clone() for mod, name in tables]
+        init()
+        with torch.no_grad():
+            for (mod, name), rows in zip(tables, own):
+                getattr(mod, name).copy_(rows)
+
+    runner._init_model_weights = init_keeping_shards
 
 
 def release_loader_workers(runner: Runner) -> None:

@@ -146,7 +146,8 @@ def load_from_url_weights_only(url: str, map_location: Any = None) -> Any:
 
 
 def load_from_torchvision_weights_only(filename: str, map_location: Any = None) -> Any:
-    """``torchvision://NAME`` (and the older ``modelzoo://NAME``): torchvision's URL, weights-only."""
+    """``torchvision://NAME`` (and the older ``modelzoo://NAME``): torchvision's URL, read
+    weights-only."""
     from mmengine.runner.checkpoint import get_torchvision_models
     name = filename.split('://', 1)[1]
     urls = get_torchvision_models()
@@ -156,6 +157,7 @@ def load_from_torchvision_weights_only(filename: str, map_location: Any = None) 
 
 
 def load_from_unsupported_scheme(filename: str, map_location: Any = None) -> Any:
+    """Every other mmengine scheme (pavi, s3, open-mmlab, ...): refused, never unpickled."""
     raise ValueError(f'{filename}: mmmsf reads checkpoints weights-only from local files, '
                      'http(s) URLs and torchvision:// names; download this one and give its '
                      'path.')
