@@ -86,3 +86,24 @@ def test_ranks_stop_when_the_launch_script_is_killed(tmp_path):
     finally:
         for pid in _ranks_of(script.pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_forked_children_do_not_keep_the_lock(tmp_path):
+    """A data-loader worker forked while the lock is held must not hold it after its parent
+    is gone (a killed run's lingering workers refused the resume)."""
+    work = str(tmp_path / 'w')
+    code = ('import os, sys, time\nfrom mmmsf.utils.work_dir_lock import work_dir_lock\n'
+            'with work_dir_lock(sys.argv[1]):\n'
+            '    if os.fork() == 0:\n        time.sleep(60)\n        os._exit(0)\n'
+            '    print("forked", flush=True)\n    time.sleep(60)\n')
+    parent = subprocess.Popen([sys.executable, '-c', code, work], stdout=subprocess.PIPE,
+                              text=True, env=dict(os.environ, PYTHONPATH=ROOT),
+                              start_new_session=True)
+    try:
+        assert parent.stdout.readline().strip() == 'forked'
+        os.kill(parent.pid, signal.SIGKILL)  # the child lives on
+        parent.wait()
+        with work_dir_lock(work):
+            pass
+    finally:
+        os.killpg(parent.pid, signal.SIGKILL)
