@@ -20,6 +20,8 @@ if ROOT not in sys.path:
 
 import torch  # noqa: E402
 
+from mmmsf.utils.machine import cpu_model  # noqa: E402
+
 DEFAULT_DATA_ROOT = osp.join(ROOT, 'data', 'cifar10_mini')
 
 # The paper's bank sizes (Table 1: 128K and 1M) plus a small one; all are multiples of the
@@ -91,13 +93,7 @@ def usable_searches(device: torch.device, searches: Sequence[str]) -> List[str]:
 
 def machine_info(device: torch.device) -> Dict:
     """What the numbers were measured on (CPU model, cores, load, versions, GPU)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open('/proc/cpuinfo') as f:
-            cpu = next(ln.split(':', 1)[1].strip() for ln in f if ln.startswith('model name'))
-    except (OSError, StopIteration):
-        pass
-    info = dict(cpu=cpu, cores=os.cpu_count(), torch_threads=torch.get_num_threads(),
+    info = dict(cpu=cpu_model(), cores=os.cpu_count(), torch_threads=torch.get_num_threads(),
                 load_avg_1_5_15=[round(x, 2) for x in os.getloadavg()],
                 python=platform.python_version(), torch=torch.__version__,
                 device=str(device))

@@ -5,26 +5,13 @@
 """
 import argparse
 import json
-import os
 import os.path as osp
-import platform
 
 from mmengine.config import DictAction
 
 from mmmsf.apis import format_demo, run_demo
 from mmmsf.apis.demo import DEMO_CONFIG, format_seeds, run_demo_seeds
-
-
-def machine_name() -> str:
-    """CPU model and core count, e.g. for the README's table."""
-    model = platform.processor() or platform.machine()
-    try:
-        with open('/proc/cpuinfo') as f:
-            model = next(line.split(':', 1)[1].strip() for line in f
-                         if line.startswith('model name'))
-    except (OSError, StopIteration):
-        pass
-    return f'{model}, {os.cpu_count()} cores'
+from mmmsf.utils.machine import machine_name
 
 
 def main():

@@ -51,18 +51,20 @@ def _backbone_correct(cfg: Config, checkpoint: Optional[str], seed: int, loaders
 
 def run_demo(config: str = DEMO_CONFIG, work_dir: str = 'work_dirs/demo_msf',
              data_root: Optional[str] = None, cfg_options: Optional[dict] = None,
-             seed: Optional[int] = None, num_bootstrap: int = 10000) -> Dict:
+             seed: Optional[int] = None, num_bootstrap: int = 10000,
+             resume: Optional[str] = None) -> Dict:
     """Train ``config`` and score random init, raw pixels and the trained backbone with kNN.
 
     Returns ``accuracy[name][metric]`` (%), ``gain[baseline][metric]`` (bootstrap dicts),
     ``correct[name][metric]`` (per-test-image bools), the training losses, the paths of the
-    checkpoint, log folder and curve image (None when not drawn) and the timings.
+    checkpoint, log folder and curve image (None when not drawn) and the timings. ``resume``
+    is :func:`~mmmsf.apis.train.prepare_train_cfg`'s (``'if-any'``: continue an interrupted run).
     """
     cfg: Config = load_config(config, cfg_options, data_root)
     if seed is not None:
         cfg.randomness = dict(cfg.get('randomness', {}), seed=seed)
     seed = cfg.get('randomness', {}).get('seed', 0)
-    cfg = prepare_train_cfg(cfg, work_dir=work_dir)
+    cfg = prepare_train_cfg(cfg, work_dir=work_dir, resume=resume)
     init_default_scope(cfg.get('default_scope', 'mmmsf'))
     loaders = [Runner.build_dataloader(cfg.knn_train_dataloader),
                Runner.build_dataloader(cfg.knn_test_dataloader)]
@@ -94,6 +96,7 @@ def run_demo(config: str = DEMO_CONFIG, work_dir: str = 'work_dirs/demo_msf',
     return dict(
         seed=seed, accuracy=accuracy, gain=gain, correct=correct,
         losses=_losses(runner), num_images=dict(train=n_train, test=n_test), steps=steps,
+        batch_size=cfg.train_dataloader.batch_size,
         checkpoint=ckpt, log_dir=runner.log_dir, curves=curves,
         seconds=dict(train=t1 - t0, knn=t2 - t1, total=t2 - t0))
 

@@ -1,3 +1,4 @@
+from .aug_seed import RecordAugSeed
 from .color_jitter import ColorJitter
 from .formatting import PackInputs
 from .gaussian_blur import GaussianBlur
@@ -6,4 +7,4 @@ from .multi_view import MultiView
 from .random_resized_crop import RandomResizedCrop
 
 __all__ = ['ColorJitter', 'PackInputs', 'GaussianBlur', 'LoadImageFromFile', 'MultiView',
-           'RandomResizedCrop']
+           'RandomResizedCrop', 'RecordAugSeed']

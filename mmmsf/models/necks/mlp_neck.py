@@ -16,16 +16,21 @@ class MLPNeck(BaseModule):
     """Two-layer MLP with BN (paper §3, "projection" and "prediction" heads).
 
     ``with_bn=False`` drops the BN (a BN-free head, e.g. for exact multi-process checks).
+    ``out_bn=True`` appends a BN without affine parameters to the output (``self.mlp[4]``), as
+    SimSiam's projection: every embedding dimension is centred and scaled over the batch before
+    the L2 normalisation, so no shared mean direction dominates the cosine similarities.
     """
 
     def __init__(self, in_channels: int, hid_channels: int, out_channels: int,
-                 with_bn: bool = True, init_cfg=None):
+                 with_bn: bool = True, out_bn: bool = False, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.mlp = nn.Sequential(
             nn.Linear(in_channels, hid_channels),
             nn.BatchNorm1d(hid_channels) if with_bn else nn.Identity(),
             nn.ReLU(inplace=True), nn.Linear(hid_channels, out_channels))
+        if out_bn:
+            self.mlp.append(nn.BatchNorm1d(out_channels, affine=False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 4:  # a feature map: global average pool first

@@ -1,0 +1,247 @@
+"""The CPU-hour CIFAR benchmark: does mean shift learn, and does k > 1 beat BYOL-asym (k = 1)?
+
+Each benchmark config is pre-trained (once per seed, resumable) and its backbone is scored with
+the demo's kNN protocol (:func:`mmmsf.apis.demo.run_demo`): unit-norm features, exact search,
+unweighted vote, memory = the training images, queries = the test images; against the randomly
+initialised backbone and the raw pixels, with 95% paired-bootstrap intervals over the test
+images. The first two configs are also compared with each other (MSF k = 5 vs BYOL-asym k = 1,
+the paper's Table 2 ordering), seed by seed.
+
+Everything is kept in ``<work_dir>/results.json`` (keyed ``<config stem>|seed<s>``), so an
+interrupted benchmark continues where it stopped: finished runs are not trained again, an
+interrupted one resumes from its last checkpoint. From that file the results page (a Markdown
+table and the training-curve image) is written, the first config's first-seed backbone is
+exported to ``checkpoints/<config stem>.pth`` and scored on the bundled images, and the README's
+table between ``<!-- cifar-hour-table:start -->`` and ``<!-- cifar-hour-table:end -->`` is
+replaced.
+"""
+import json
+import os
+import os.path as osp
+import re
+from typing import Dict, List, Optional, Sequence
+
+import torch
+
+from mmmsf.evaluation import paired_bootstrap
+from mmmsf.utils.checkpoint import load_state_dict
+from mmmsf.visualization.training_curves import plot_training_curves
+
+from .config import load_config
+from .demo import BASELINES, NAMES, run_demo
+from .evaluate import knn_from_config
+
+BENCHMARK_CONFIGS = ('configs/cifar/msf_r18w16_cpu1h_cifar10-20k.py',
+                     'configs/cifar/byol-asym_r18w16_cpu1h_cifar10-20k.py')
+README_MARKERS = ('<!-- cifar-hour-table:start -->', '<!-- cifar-hour-table:end -->')
+
+
+def config_stem(config: str) -> str:
+    """The config's file name without ``.py`` (the name of its exported checkpoint)."""
+    return osp.splitext(osp.basename(config))[0]
+
+
+def run_key(config: str, seed: int) -> str:
+    return f'{config_stem(config)}|seed{seed}'
+
+
+def load_results(path: str) -> Dict:
+    if not osp.isfile(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def save_results(results: Dict, path: str) -> None:
+    """Write atomically: an interrupted write never leaves a truncated results file."""
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(results, f, indent=1)
+    os.replace(tmp, path)
+
+
+def benchmark_run(config: str, seed: int, work_dir: str, data_root: Optional[str],
+                  cfg_options: Optional[dict] = None) -> Dict:
+    """Train one config / seed (resuming its work dir if interrupted) and score it."""
+    res = run_demo(config, work_dir, data_root, cfg_options, seed=seed, resume='if-any')
+    return dict(
+        config=config, seed=seed, data_root=data_root, work_dir=work_dir,
+        accuracy=res['accuracy'], gain=res['gain'],
+        correct={name: {m: [int(x) for x in c.tolist()] for m, c in per.items()}
+                 for name, per in res['correct'].items()},
+        num_images=res['num_images'], steps=res['steps'],
+        images_seen=res['steps'] * res['batch_size'], checkpoint=res['checkpoint'],
+        seconds=res['seconds'])
+
+
+def compare(a: Dict, b: Dict, num_bootstrap: int = 10000) -> Dict[str, Dict]:
+    """Paired bootstrap of run ``a``'s trained backbone over run ``b``'s, per metric."""
+    if a['num_images'] != b['num_images']:
+        raise ValueError(f"runs {a['config']} and {b['config']} were scored on other images "
+                         f"({a['num_images']} vs {b['num_images']}): run both on one data root.")
+    return {m: paired_bootstrap(a['correct']['trained'][m], b['correct']['trained'][m],
+                                num_samples=num_bootstrap, seed=a['seed'])
+            for m in a['correct']['trained']}
+
+
+def export_backbone(checkpoint: str, out: str, meta: Optional[Dict] = None) -> str:
+    """Save only the backbone weights of ``checkpoint`` (keys ``backbone.*``, what kNN, linear
+    and transfer evaluation load) to ``out``: a small file that loads weights-only."""
+    state = load_state_dict(checkpoint)
+    backbone = {k: v.clone() for k, v in state.items() if k.startswith('backbone.')}
+    if not backbone:
+        raise KeyError(f'{checkpoint} holds no backbone.* weights to export.')
+    os.makedirs(osp.dirname(osp.abspath(out)) or '.', exist_ok=True)
+    tmp = out + '.tmp'
+    torch.save(dict(state_dict=backbone, meta=dict(meta or {})), tmp)
+    os.replace(tmp, out)
+    return out
+
+
+def bundled_knn(config: str, checkpoint: str) -> Dict[str, float]:
+    """kNN of ``checkpoint`` with the config's own data root (the bundled images on a fresh
+    clone): the number a user reproduces with ``tools/knn_eval.py CONFIG CHECKPOINT``."""
+    return knn_from_config(load_config(config), checkpoint, device='cpu')
+
+
+def _cell(g: Dict) -> str:
+    return f"{g['gain']:+.1f} [{g['low']:+.1f}, {g['high']:+.1f}]"
+
+
+def format_page(results: Dict, configs: Sequence[str], seeds: Sequence[int],
+                curves: Optional[str] = None, machine: str = '') -> str:
+    """The results page: per run the kNN table, gains with intervals, and the k = 5 vs k = 1
+    comparison."""
+    runs = [results[run_key(c, s)] for c in configs for s in seeds if run_key(c, s) in results]
+    if not runs:
+        raise ValueError('no finished benchmark run to report.')
+    metrics = list(runs[0]['accuracy']['trained'])
+    n = runs[0]['num_images']
+    lines = ['# The CPU-hour CIFAR benchmark', '',
+             'Written by `python tools/cifar_benchmark.py` (do not edit by hand). kNN top-1 (%) of '
+             'frozen, L2-normalised backbone features, unweighted vote; memory = the '
+             f"{n['train']:,} training images, queries = the {n['test']:,} test images "
+             f"(data root `{runs[0]['data_root']}`). Intervals: 95% paired bootstrap over the "
+             'test images.' + (f' Machine: {machine}.' if machine else ''), '',
+             '| run | seed | images seen | train min | ' + ' | '.join(metrics)
+             + ' | ' + ' | '.join(f'gain over {NAMES[b]} ({m})' for b in BASELINES
+                                  for m in metrics) + ' |',
+             '|---|---|---|---|' + '---|' * (len(metrics) * (1 + len(BASELINES)))]
+    base = runs[0]
+    lines.append('| random init | | | | ' + ' | '.join(
+        f"{base['accuracy']['random'][m]:.1f}" for m in metrics) + ' |' + ' |' * (
+        len(metrics) * len(BASELINES)))
+    lines.append('| raw pixels | | | | ' + ' | '.join(
+        f"{base['accuracy']['pixels'][m]:.1f}" for m in metrics) + ' |' + ' |' * (
+        len(metrics) * len(BASELINES)))
+    for r in runs:
+        lines.append(
+            f"| `{config_stem(r['config'])}` | {r['seed']} | {r['images_seen']:,} | "
+            f"{r['seconds']['train'] / 60:.1f} | "
+            + ' | '.join(f"**{r['accuracy']['trained'][m]:.1f}**" for m in metrics) + ' | '
+            + ' | '.join(_cell(r['gain'][b][m]) for b in BASELINES for m in metrics) + ' |')
+    if len(configs) >= 2:
+        pairs = [(results[run_key(configs[0], s)], results[run_key(configs[1], s)])
+                 for s in seeds if run_key(configs[0], s) in results
+                 and run_key(configs[1], s) in results]
+        if pairs:
+            lines += ['', f'`{config_stem(configs[0])}` minus `{config_stem(configs[1])}` '
+                      '(same seed, same test images):', '',
+                      '| seed | ' + ' | '.join(metrics) + ' |', '|---|' + '---|' * len(metrics)]
+            for a, b in pairs:
+                cmp = compare(a, b)
+                lines.append(f"| {a['seed']} | " + ' | '.join(_cell(cmp[m]) for m in metrics)
+                             + ' |')
+    exported = results.get('_export')
+    if exported:
+        lines += ['', f"Shipped backbone: `{exported['path']}` ({exported['mbytes']:.1f} MB, "
+                  f"weights-only; run `{config_stem(exported['config'])}` seed "
+                  f"{exported['seed']}). On the bundled images (data/cifar10_mini, "
+                  '3,000 / 1,000) `python tools/knn_eval.py '
+                  f"{exported['config']} {exported['path']}` gives "
+                  + ', '.join(f'{m} **{v:.1f}**' for m, v in exported['bundled_knn'].items())
+                  + '.']
+    if curves:
+        lines += ['', f'![training curves]({osp.basename(curves)})']
+    return '\n'.join(lines) + '\n'
+
+
+def readme_table(results: Dict, configs: Sequence[str], seeds: Sequence[int], page: str) -> str:
+    """The short table the README quotes between its markers."""
+    runs = [results[run_key(c, s)] for c in configs for s in seeds if run_key(c, s) in results]
+    metrics = list(runs[0]['accuracy']['trained'])
+    base = runs[0]
+    lines = ['| features | ' + ' | '.join(metrics) + ' | gain over raw pixels (20-NN) |',
+             '|---|' + '---|' * (len(metrics) + 1),
+             '| random init | ' + ' | '.join(f"{base['accuracy']['random'][m]:.1f}"
+                                            for m in metrics) + ' | |',
+             '| raw pixels | ' + ' | '.join(f"{base['accuracy']['pixels'][m]:.1f}"
+                                           for m in metrics) + ' | |']
+    m20 = metrics[-1]
+    for r in runs:
+        lines.append(f"| `{config_stem(r['config'])}` (seed {r['seed']}, "
+                     f"{r['seconds']['train'] / 60:.0f} min) | "
+                     + ' | '.join(f"{r['accuracy']['trained'][m]:.1f}" for m in metrics)
+                     + f" | {_cell(r['gain']['pixels'][m20])} |")
+    lines += ['', f'Written by `python tools/cifar_benchmark.py`; details: [{page}]({page}).']
+    return '\n'.join(lines)
+
+
+def replace_between_markers(text: str, body: str, markers=README_MARKERS) -> str:
+    start, end = markers
+    pattern = re.compile(re.escape(start) + r'.*?' + re.escape(end), re.S)
+    if not pattern.search(text):
+        raise ValueError(f'the README has no {start} ... {end} block to fill.')
+    return pattern.sub(lambda _: f'{start}\n{body}\n{end}', text)
+
+
+def run_cifar_benchmark(configs: Sequence[str] = BENCHMARK_CONFIGS, seeds: Sequence[int] = (0, ),
+                        data_root: Optional[str] = None,
+                        work_dir: str = 'work_dirs/cifar_benchmark',
+                        page: Optional[str] = 'docs/benchmarks/cifar_hour.md',
+                        checkpoint_dir: Optional[str] = 'checkpoints',
+                        readme: Optional[str] = None, cfg_options: Optional[dict] = None,
+                        machine: str = '') -> Dict:
+    """Train and score every config x seed not yet in ``<work_dir>/results.json``, then write
+    the page, the curve image, the exported backbone and the README's table.
+
+    Returns the results dict (per-run records keyed ``<stem>|seed<s>``)."""
+    if not configs or not seeds:
+        raise ValueError('give at least one config and one seed.')
+    path = osp.join(work_dir, 'results.json')
+    results = load_results(path)
+    for config in configs:
+        for seed in seeds:
+            key = run_key(config, seed)
+            if key in results and results[key].get('data_root') == data_root:
+                print(f'[cifar-benchmark] {key}: done earlier (kept in {path})', flush=True)
+                continue
+            print(f'[cifar-benchmark] {key}: training', flush=True)
+            run_dir = osp.join(work_dir, config_stem(config), f'seed{seed}')
+            results[key] = benchmark_run(config, seed, run_dir, data_root, cfg_options)
+            save_results(results, path)
+    if checkpoint_dir:
+        first = results[run_key(configs[0], seeds[0])]
+        out = osp.join(checkpoint_dir, config_stem(configs[0]) + '.pth')
+        export_backbone(first['checkpoint'], out,
+                        meta=dict(config=configs[0], seed=seeds[0],
+                                  accuracy=first['accuracy']['trained']))
+        results['_export'] = dict(path=out, config=configs[0], seed=seeds[0],
+                                  mbytes=osp.getsize(out) / 2**20,
+                                  bundled_knn=bundled_knn(configs[0], out))
+        save_results(results, path)
+    curves = None
+    if page:
+        curves = osp.splitext(page)[0] + '_curves.png'
+        dirs = [results[run_key(c, s)]['work_dir'] for c in configs for s in seeds]
+        plot_training_curves(dirs, curves, [run_key(c, s) for c in configs for s in seeds])
+        with open(page, 'w') as f:
+            f.write(format_page(results, configs, seeds, curves, machine))
+    if readme and page:
+        with open(readme) as f:
+            text = f.read()
+        rel = osp.relpath(page, osp.dirname(osp.abspath(readme)))
+        with open(readme, 'w') as f:
+            f.write(replace_between_markers(text, readme_table(results, configs, seeds, rel)))
+    return results
