@@ -252,6 +252,7 @@ def _build_and_train(cfg: Config) -> Runner:
     if cfg.get('load_from'):  # resume or load_from: the whole model must fit, in one message
         check_checkpoint_fits(model, cfg.load_from, resume=bool(cfg.get('resume')))
     keep_own_shards(runner, model)
+    save_rank0_norm_statistics_everywhere(runner, model)
     try:
         runner.train()
     finally:
@@ -283,6 +284,30 @@ def keep_own_shards(runner: Runner, model: torch.nn.Module) -> None:
                 getattr(mod, name).copy_(rows)
 
     runner._init_model_weights = init_keeping_shards
+
+
+def save_rank0_norm_statistics_everywhere(runner: Runner, model: torch.nn.Module) -> None:
+    """At every checkpoint save, every process takes rank 0's normalisation running statistics.
+
+    Rank 0 writes the checkpoints, and a resumed run loads its BatchNorm running statistics into
+    every process, while each process of an uninterrupted run kept its own. Training never uses
+    them (BN normalises with batch statistics in training mode; the kNN validation already
+    takes rank 0's), so this changes no loss or weight, but without it the processes other than
+    rank 0 ended a resumed run with other statistics than the uninterrupted one (seen with
+    ``--no-validate``). ``Runner.save_checkpoint`` runs on rank 0 only, so it is wrapped here
+    to share them on every process first (a collective; nothing in a single-process run)."""
+    from mmengine.dist import get_world_size
+
+    from mmmsf.engine.runner.knn_val_loop import use_rank0_norm_statistics
+    if get_world_size() < 2:
+        return
+    save = runner.save_checkpoint
+
+    def save_checkpoint(*args, **kwargs):
+        use_rank0_norm_statistics(model)
+        return save(*args, **kwargs)
+
+    runner.save_checkpoint = save_checkpoint
 
 
 def release_loader_workers(runner: Runner) -> None:

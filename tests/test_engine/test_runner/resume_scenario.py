@@ -34,14 +34,32 @@ from mmengine.hooks import Hook
 from mmmsf.registry import HOOKS
 
 
+class Interrupted(Exception):
+    """The run stopped by the probe's ``stop='raise'`` (the wrapper goes on with the next)."""
+
+
 @HOOKS.register_module(force=True)
 class LossProbeHook(Hook):
-    """Appends (iteration, loss) of every step to losses_rank<R>.jsonl; SIGKILLs the process
-    after iteration ``kill_at`` (once every rank is there, so rank 0's checkpoint is written)."""
+    """Appends (iteration, loss) of every step to losses_rank<R>.jsonl; stops the run after
+    iteration ``kill_at`` (once every rank is there, so rank 0's checkpoint is written): SIGKILL,
+    or ``stop='raise'``: :class:`Interrupted` on every rank, as Ctrl-C stops all processes.
+    After training each rank saves what it ended with to final_rank<R>.pt: the model's state
+    dict (weights, EMA target, bank, caches, selectors' tables), the optimizer's state and the
+    global random streams."""
     priority = 'LOWEST'
 
-    def __init__(self, out_dir, kill_at=-1):
-        self.out_dir, self.kill_at = out_dir, kill_at
+    def __init__(self, out_dir, kill_at=-1, stop='kill'):
+        self.out_dir, self.kill_at, self.stop = out_dir, kill_at, stop
+
+    def after_train(self, runner):
+        import numpy as np, random, torch
+        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+        torch.save(dict(model={k: v.detach().clone() for k, v in model.state_dict().items()},
+                        optim=runner.optim_wrapper.state_dict(),
+                        rng=dict(torch=torch.get_rng_state(), python=random.getstate(),
+                                 numpy=np.random.get_state(legacy=True)[1].copy())),
+                   os.path.join(self.out_dir, f'final_rank{rank}.pt'))
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
@@ -50,6 +68,8 @@ class LossProbeHook(Hook):
         if runner.iter + 1 == self.kill_at:
             if dist.is_available() and dist.is_initialized():
                 dist.barrier()
+            if self.stop == 'raise':
+                raise Interrupted(f'stopped after iteration {self.kill_at}')
             os.kill(os.getpid(), signal.SIGKILL)
 '''
 WRAPPER = '''
@@ -63,7 +83,10 @@ else:
     runs, extra = [sys.argv[1:]], []
 for args in runs:
     sys.argv = [train, *args, *extra]
-    runpy.run_path(train, run_name='__main__')  # train() ends its loader workers itself
+    try:
+        runpy.run_path(train, run_name='__main__')  # train() ends its loader workers itself
+    except loss_probe.Interrupted:  # a run stopped mid-epoch by the probe; the next resumes it
+        pass
     assert not multiprocessing.active_children(), 'loader workers outlived the run'
     gc.collect()
 '''
@@ -78,10 +101,13 @@ def _subset(tmp: str, root: str, split: str = 'train', per_class: int = PER_CLAS
     return path
 
 
-def write_config(name: str, tmp: str, root: str = ROOT, nproc: int = 1) -> str:
-    """The demo config, CPU-tiny (width 8, 80 images, global batch 16) with its data
-    settings (loader workers, persistent workers) left alone. The online kNN validation still
-    runs after every epoch, on the 80 training images and 2 test images per class."""
+def write_config(name: str, tmp: str, root: str = ROOT, nproc: int = 1,
+                 per_class: int = PER_CLASS, batch: int = BATCH, epochs: int = EPOCHS,
+                 ckpt_every: int = CKPT_EVERY, bank: int = 128) -> str:
+    """The demo config, CPU-tiny (width 8; by default 80 images, global batch 16, 2 epochs,
+    a bank of 128) with its data settings (loader workers, persistent workers) left alone.
+    The online kNN validation still runs after every epoch, on the training images and 2 test
+    images per class."""
     from mmengine.config import Config
     cfg = Config.fromfile(osp.join(root, 'configs', 'demo', DEMOS[name]))
     assert cfg.train_dataloader.num_workers > 0 and cfg.train_dataloader.persistent_workers
@@ -90,17 +116,17 @@ def write_config(name: str, tmp: str, root: str = ROOT, nproc: int = 1) -> str:
         'model.neck.in_channels': 64, 'model.neck.hid_channels': 64,
         'model.neck.out_channels': 32, 'model.predictor.in_channels': 32,
         'model.predictor.hid_channels': 64, 'model.predictor.out_channels': 32,
-        'model.memory_bank.size': 128, 'model.memory_bank.dim': 32,
-        'train_dataloader.batch_size': BATCH // nproc,
+        'model.memory_bank.size': bank, 'model.memory_bank.dim': 32,
+        'train_dataloader.batch_size': batch // nproc,
         'train_dataloader.dataset.data_root': osp.join(root, 'data', 'cifar10_mini'),
-        'train_dataloader.dataset.ann_file': _subset(tmp, root),
+        'train_dataloader.dataset.ann_file': _subset(tmp, root, per_class=per_class),
         'knn_train_dataloader.dataset.data_root': osp.join(root, 'data', 'cifar10_mini'),
-        'knn_train_dataloader.dataset.ann_file': _subset(tmp, root),
+        'knn_train_dataloader.dataset.ann_file': _subset(tmp, root, per_class=per_class),
         'val_dataloader.dataset.data_root': osp.join(root, 'data', 'cifar10_mini'),
         'val_dataloader.dataset.ann_file': _subset(tmp, root, 'test', VAL_PER_CLASS),
-        'train_cfg.max_epochs': EPOCHS,
-        'param_scheduler': [dict(type='CosineAnnealingLR', T_max=EPOCHS, by_epoch=True,
-                                 begin=0, end=EPOCHS)],
+        'train_cfg.max_epochs': epochs,
+        'param_scheduler': [dict(type='CosineAnnealingLR', T_max=epochs, by_epoch=True,
+                                 begin=0, end=epochs)],
         'default_hooks.logger.interval': 1,
         'default_hooks.checkpoint': dict(type='CheckpointHook', interval=1, by_epoch=True,
                                          max_keep_ckpts=10),
@@ -124,7 +150,7 @@ def write_config(name: str, tmp: str, root: str = ROOT, nproc: int = 1) -> str:
             cfg.default_hooks[key] = adapt(h)
     hooks = [adapt(h) for h in cfg.get('custom_hooks', [])]
     # mid-epoch checkpoints next to the epoch ones
-    hooks.append(dict(type='CheckpointHook', interval=CKPT_EVERY, by_epoch=False,
+    hooks.append(dict(type='CheckpointHook', interval=ckpt_every, by_epoch=False,
                       max_keep_ckpts=10))
     cfg.custom_hooks = hooks
     path = osp.join(tmp, f'{name}.py')
@@ -138,13 +164,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _probed_config(cfg_path: str, work_dir: str, kill_at: int = -1) -> str:
+def _probed_config(cfg_path: str, work_dir: str, kill_at: int = -1, stop: str = 'kill') -> str:
     """The config plus the probe hook, in ``work_dir``."""
     os.makedirs(work_dir, exist_ok=True)
-    hook = dict(type='LossProbeHook', out_dir=work_dir, kill_at=kill_at)
+    hook = dict(type='LossProbeHook', out_dir=work_dir, kill_at=kill_at, stop=stop)
     with open(cfg_path) as f:
         text = f.read()
-    probed = osp.join(work_dir, 'probed_config.py')
+    # a stopping run has its own file: its resumed run may be written beside it before either runs
+    probed = osp.join(work_dir, 'probed_config.py' if kill_at < 0 else
+                      f'probed_config_stop{kill_at}.py')
     with open(probed, 'w') as f:
         f.write(text + f'\ncustom_hooks = custom_hooks + [{hook!r}]\n')
     return probed
@@ -272,6 +300,33 @@ def run_scenario(name: str, tmp: str, nproc: int = 1, root: str = ROOT,
     res['mid'] = dict(probed=probed_losses(cut), logged=logged_losses(cut))
     res['end'] = dict(probed=probed_losses(end), logged=logged_losses(end))
     return res
+
+
+def interrupted_runs(names: List[str], tmp: str, stop_at: int, nproc: int = 2,
+                     root: str = ROOT, extra: Optional[Dict[str, List[str]]] = None,
+                     **config) -> Dict[str, dict]:
+    """For each of ``names``, in one launch (the same fresh processes, one run after the
+    other): the uninterrupted run; a run stopped on every rank after iteration ``stop_at``
+    (:class:`Interrupted`, raised after rank 0 wrote that iteration's checkpoints); and that
+    run resumed with ``--resume`` in its work dir (from its latest checkpoint). ``extra``:
+    more tools/train.py arguments of a name's three runs; ``config``: :func:`write_config`'s
+    sizes. Returns ``{name: dict(full=work dir, cut=work dir)}``; each
+    holds every rank's ``final_rank<R>.pt`` and the probed losses."""
+    runs, out = [], {}
+    for name in names:
+        d = osp.join(tmp, name)
+        os.makedirs(d, exist_ok=True)
+        cfg = write_config(name, d, root, nproc, **config)
+        full, cut = osp.join(d, 'full'), osp.join(d, 'cut')
+        more = list((extra or {}).get(name, []))
+        runs += [[_probed_config(cfg, full), '--work-dir', full, *more],
+                 [_probed_config(cfg, cut, kill_at=stop_at, stop='raise'), '--work-dir', cut,
+                  *more],
+                 [_probed_config(cfg, cut), '--work-dir', cut, '--resume', *more]]
+        out[name] = dict(full=full, cut=cut)
+    p = _launch_runs(runs, tmp, nproc, root, 'runs')
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    return out
 
 
 def format_traces(res: Dict[str, dict]) -> str:
