@@ -11,6 +11,8 @@ made with other weights or images is recomputed, never silently reused.
 import hashlib
 import os
 import os.path as osp
+import zipfile
+import zlib
 from typing import Callable, Optional, Tuple
 
 import numpy as np
@@ -116,6 +118,20 @@ def embed_batch(model, batch: dict, normalize: bool = True,
 
 
 @torch.no_grad()
+def read_feature_cache(path: str) -> Optional[dict]:
+    """The ``fingerprint`` (str), ``feats`` and ``labels`` of cache file ``path``, all read
+    now; ``None`` when the file cannot be read whole (a truncated copy, another kind of file)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            out = dict(fingerprint=str(data['fingerprint']), feats=data['feats'],
+                       labels=data['labels'])
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError, ValueError):
+        return None
+    if out['feats'].ndim != 2 or out['labels'].shape != out['feats'].shape[:1]:
+        return None
+    return out
+
+
 def extract_features(model, dataloader, device: Optional[torch.device] = None,
                      cache_file: Optional[str] = None, normalize: bool = True,
                      feature_fn: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
@@ -139,10 +155,15 @@ def extract_features(model, dataloader, device: Optional[torch.device] = None,
             fingerprint = module_fingerprint(net) + dataset_fingerprint(dataloader.dataset)
         fingerprint = f'{fingerprint}|normalize={normalize}'
         if osp.isfile(cache_file):
-            data = np.load(cache_file)
-            if str(data['fingerprint']) == fingerprint:
+            data = read_feature_cache(cache_file)
+            if data is None:
+                logger.warning(f'feature cache {cache_file} is unreadable (truncated or not a '
+                               'feature cache): recomputing it.')
+            elif data['fingerprint'] == fingerprint:
                 return torch.from_numpy(data['feats']), torch.from_numpy(data['labels'])
-            logger.info(f'{cache_file} was computed with other weights or images: recomputing.')
+            else:
+                logger.info(f'{cache_file} was computed with other weights or images: '
+                            'recomputing.')
     was_training = model.training
     model.eval()
     if device is not None:

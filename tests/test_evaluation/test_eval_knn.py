@@ -1,5 +1,6 @@
 """kNN evaluation: 1-NN / 20-NN unweighted (paper) and weighted votes against a NumPy brute
 force, any number of test images, features cached on disk and invalidated by new weights."""
+import os
 import os.path as osp
 import runpy
 import sys
@@ -99,3 +100,81 @@ def test_knn_tool_writes_results(tmp_path, monkeypatch):
     assert osp.isfile(tmp_path / 'cache' / 'train.npz')
     feats = np.load(str(tmp_path / 'cache' / 'test.npz'))
     assert feats['feats'].shape == (24, 32) and len(set(feats['labels'].tolist())) == 3
+
+
+def test_unreadable_feature_cache_is_recomputed_and_said_so(tmp_path):
+    """A truncated cache (a copy cut short) or a file of another kind is recomputed, with one
+    warning naming the file; the result is the one computed from scratch."""
+    import logging
+
+    from mmengine.logging import MMLogger
+    from mmengine.runner import Runner
+    torch.manual_seed(0)
+    model = MODELS.build(tiny_msf_cfg(width=4))
+    model.init_weights()
+    ann = tmp_path / 'few.txt'
+    ann.write_text('\n'.join(f'{c}/{i:04d}.jpg' for c in ('cat', 'ship') for i in range(4)) + '\n')
+    loader = Runner.build_dataloader(dict(
+        batch_size=4, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=False),
+        dataset=dict(type='ImageFolder', data_root=MINI, data_prefix='train', ann_file=str(ann),
+                     serialize_data=False,
+                     pipeline=[dict(type='LoadImageFromFile'), dict(type='PackInputs')])))
+    cache = tmp_path / 'train.npz'
+    ref, ref_y = extract_features(model, loader, cache_file=str(cache))
+    whole = cache.read_bytes()
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    logger = MMLogger.get_current_instance()
+    handler = Keep(level=logging.INFO)
+    logger.addHandler(handler)
+    try:
+        for broken in (whole[:len(whole) // 2], whole[:-30], b'not a zip file'):
+            cache.write_bytes(broken)
+            records.clear()
+            feats, labels = extract_features(model, loader, cache_file=str(cache))
+            assert torch.equal(feats, ref) and torch.equal(labels, ref_y)
+            said = [r.getMessage() for r in records]
+            assert said == [f'feature cache {cache} is unreadable (truncated or not a feature '
+                            'cache): recomputing it.'], said
+            assert records[0].levelno == logging.WARNING
+            assert cache.read_bytes() == whole  # rewritten whole
+    finally:
+        logger.removeHandler(handler)
+
+
+def test_knn_tool_recomputes_a_truncated_cache_in_one_line(tmp_path):
+    """tools/knn_eval.py --cache-dir with a truncated cache: exit 0, one line saying so (was:
+    a 30-line zipfile.BadZipFile traceback, exit 1)."""
+    import subprocess
+    (tmp_path / 'cache').mkdir()
+    np.savez(tmp_path / 'cache' / 'train.npz', feats=np.zeros((24, 32), np.float32),
+             labels=np.zeros(24, np.int64), fingerprint=np.array('x'))
+    data = (tmp_path / 'cache' / 'train.npz').read_bytes()
+    (tmp_path / 'cache' / 'train.npz').write_bytes(data[:len(data) // 2])
+    ann = tmp_path / 'sub.txt'
+    ann.write_text('\n'.join(f'{c}/{i:04d}.jpg' for c in ('airplane', 'frog', 'truck')
+                             for i in range(8)) + '\n')
+    out = tmp_path / 'knn.json'
+    p = subprocess.run(
+        [sys.executable, osp.join(ROOT, 'tools/knn_eval.py'),
+         osp.join(ROOT, 'configs/demo/msf_r18_cifar10mini_ws.py'), '--random-init', '--ks', '1',
+         '--cache-dir', str(tmp_path / 'cache'), '--out', str(out), '--data-root', MINI,
+         '--cfg-options', 'model.backbone.base_channels=4', 'model.neck.in_channels=32',
+         f'knn_train_dataloader.dataset.ann_file={ann}',
+         f'knn_test_dataloader.dataset.ann_file={ann}'],
+        cwd=str(tmp_path), capture_output=True, text=True, timeout=600,
+        env=dict(os.environ, PYTHONPATH=ROOT))
+    text = p.stdout + p.stderr
+    assert p.returncode == 0, text[-3000:]
+    assert 'Traceback' not in text and 'BadZipFile' not in text
+    said = [line for line in text.splitlines() if 'unreadable' in line]
+    assert len(said) == 1 and said[0].endswith(
+        f'feature cache {tmp_path / "cache" / "train.npz"} is unreadable (truncated or not a '
+        'feature cache): recomputing it.'), said
+    assert set(read_results(str(out))['results']) == {'1-NN'}
+    rewritten = np.load(tmp_path / 'cache' / 'train.npz')  # recomputed and written whole
+    assert rewritten['feats'].shape == (24, 32) and str(rewritten['fingerprint']) != 'x'
