@@ -7,8 +7,14 @@ ranks under the message-hub key 'constrained_ranks' (see
 mmmsf/engine/hooks/constrained_rank_hook.py).
 """
 import argparse
+import os.path as osp
+import sys
 
-from mmmsf.visualization import plot_constrained_ranks
+# this checkout's mmmsf first, installed or not: `python tools/analysis/<tool>.py` puts only
+# tools/analysis on the path
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+from mmmsf.visualization import plot_constrained_ranks  # noqa: E402
 
 
 def main():

@@ -7,8 +7,13 @@ a run trains. Default output: <first work_dir>/curves.png.
 """
 import argparse
 import os.path as osp
+import sys
 
-from mmmsf.visualization.training_curves import plot_training_curves, summary_lines
+# this checkout's mmmsf first, installed or not: `python tools/analysis/<tool>.py` puts only
+# tools/analysis on the path
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+from mmmsf.visualization.training_curves import plot_training_curves, summary_lines  # noqa: E402
 
 
 def main():

@@ -5,8 +5,14 @@
 Needs the snapshots of NeighbourSnapshotHook (custom_hooks of the training config).
 """
 import argparse
+import os.path as osp
+import sys
 
-from mmmsf.visualization import plot_neighbours
+# this checkout's mmmsf first, installed or not: `python tools/analysis/<tool>.py` puts only
+# tools/analysis on the path
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+from mmmsf.visualization import plot_neighbours  # noqa: E402
 
 
 def main():

@@ -8,12 +8,17 @@ right), as a PNG.
 """
 import argparse
 import os.path as osp
+import sys
 
-import numpy as np
+# this checkout's mmmsf first, installed or not: `python tools/analysis/<tool>.py` puts only
+# tools/analysis on the path
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from mmmsf.apis.evaluate import embeddings_from_checkpoint
-from mmmsf.visualization import plot_tsne, plot_tsne_panels
-from mmmsf.visualization.tsne import pick_classes
+import numpy as np  # noqa: E402
+
+from mmmsf.apis.evaluate import embeddings_from_checkpoint  # noqa: E402
+from mmmsf.visualization import plot_tsne, plot_tsne_panels  # noqa: E402
+from mmmsf.visualization.tsne import pick_classes  # noqa: E402
 
 
 def main():

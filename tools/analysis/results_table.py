@@ -6,8 +6,14 @@ Each run folder is a pre-training work_dir; its kNN/linear numbers come from the
 files that tools/knn_eval.py and tools/linear_eval.py write below it.
 """
 import argparse
+import os.path as osp
+import sys
 
-from mmmsf.evaluation.results_table import format_table, gather_run
+# this checkout's mmmsf first, installed or not: `python tools/analysis/<tool>.py` puts only
+# tools/analysis on the path
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+from mmmsf.evaluation.results_table import format_table, gather_run  # noqa: E402
 
 
 def main():
