@@ -58,8 +58,13 @@ def test_results_table_runs_from_the_root_without_pythonpath(tmp_path, case):
     assert out.read_text() == p.stdout
 
 
-@pytest.mark.parametrize('tool', [t for t in TOOLS if not t.endswith('results_table.py')])
-def test_every_analysis_tool_helps_without_pythonpath(tmp_path, tool):
+def test_the_plot_tools_put_the_checkout_first_too(tmp_path):
+    """Every tool of tools/analysis starts alike; plot_tsne (numpy and mmmsf imports) runs."""
+    boot = 'sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))'
+    for tool in TOOLS:
+        text = open(osp.join(ROOT, tool)).read()
+        assert text.index(boot) < text.index('from mmmsf'), tool
+    tool = osp.join('tools', 'analysis', 'plot_tsne.py')
     p = subprocess.run([sys.executable, tool, '--help'], cwd=ROOT,
                        env=_env(tmp_path, 'not_installed'), capture_output=True, text=True,
                        timeout=300)

@@ -2,6 +2,7 @@
 batch) through ``tools/dist_train.sh``: the interrupted epoch continues after the images already
 trained -- every image of it is trained exactly once -- or the resume is refused with the reason
 when the processes cannot each skip the same number of images."""
+import json
 import os.path as osp
 import subprocess
 import sys
@@ -95,3 +96,48 @@ def test_a_world_size_that_cannot_continue_the_epoch_is_refused(tmp_path):
     assert 'Resume this checkpoint on 1, 2, 4, 8 processes' in text
     assert 'epoch_1.pth' in text
     assert not (out / 'resumed_rank0.pt').exists()
+
+
+ITER_SCHEDULE = ("\nparam_scheduler = [dict(type='CosineAnnealingLR', T_max=2, by_epoch=True, "
+                 "begin=0, end=2, convert_to_iter_based=True)]\n")
+
+
+def _logged_lr(work) -> dict:
+    """{step: lr} of the latest run of ``work`` that logged a step."""
+    runs = sorted(d for d in work.iterdir() if (d / 'vis_data' / 'scalars.json').is_file())
+    lines = (runs[-1] / 'vis_data' / 'scalars.json').read_text().splitlines()
+    return {r['step']: r['lr'] for r in map(json.loads, lines) if 'lr' in r}
+
+
+@pytest.mark.slow
+def test_an_iteration_based_lr_schedule_resumes_only_on_its_global_batch(tmp_path):
+    """A cosine converted to iterations (5 steps of 6 images an epoch, 10 in all): resumed from
+    iter_7 on 3 processes of 3 images it would have gone on in the first run's steps (was:
+    steps 8 and 9 at that run's LRs of steps 8 and 9, the schedule left before its end);
+    it is refused before any step. On 3 processes of 2 images (the same global batch) it
+    continues with the uninterrupted run's LR at every step."""
+    out = tmp_path / 'records'
+    out.mkdir()
+    work = tmp_path / 'work'
+
+    def config(tag):
+        path = _config(tmp_path, out, tag)
+        with open(path, 'a') as f:
+            f.write(ITER_SCHEDULE)
+        return path
+
+    _launch(tmp_path, config('first'), 2, 3, work)
+    full = _logged_lr(work)
+    assert sorted(full) == list(range(1, 11)) and full[10] < full[7] < full[1]
+    ckpt = str(work / 'iter_7.pth')
+    r = _launch(tmp_path, config('refused'), 3, 3, work, '--resume', ckpt, check=False)
+    assert r.returncode != 0
+    assert ('cannot resume this checkpoint with global batch 9 (3 processes x '
+            'train_dataloader.batch_size=3): param_scheduler CosineAnnealingLR counts '
+            'iterations') in r.stdout + r.stderr
+    assert 'Resume with global batch 6: train_dataloader.batch_size=2 on 3 processes' \
+        in r.stdout + r.stderr
+    assert not (out / 'refused_rank0.pt').exists()  # not one step
+    _launch(tmp_path, config('resumed'), 3, 2, work, '--resume', ckpt)
+    resumed = _logged_lr(work)
+    assert resumed == {step: full[step] for step in (8, 9, 10)}

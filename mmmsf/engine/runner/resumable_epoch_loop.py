@@ -19,6 +19,12 @@ it (rank ``r`` takes positions ``r, r + world, ...``), so a resumed epoch contin
 first ``consumed`` positions: every process skips ``consumed / world`` of its own. When
 ``consumed`` is not a multiple of the new number of processes the epoch cannot continue exactly,
 and the resume is refused with the reason and the numbers of processes that can.
+
+An iteration-based learning-rate schedule (``by_epoch=False``, or ``convert_to_iter_based=True``)
+counts steps, and a resumed scheduler continues the checkpoint's count: on another global batch
+(processes x ``train_dataloader.batch_size``) its steps would no longer follow the images trained
+(a cosine over the run would stop short of its end, or reach it early), so such a resume is
+refused before any step, with the batch that continues exactly.
 """
 from typing import Optional
 
@@ -33,6 +39,10 @@ EPOCH_SAMPLES_KEY = 'train_epoch_samples'  # dict(epoch=e, samples=n): n samples
 
 @LOOPS.register_module()
 class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
+
+    def run(self) -> torch.nn.Module:
+        self._check_iteration_schedules()
+        return super().run()
 
     def run_epoch(self) -> None:
         self.runner.call_hook('before_train_epoch')
@@ -66,8 +76,38 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
         # records this batch as done
         self._epoch_samples += self._global_batch(data_batch)
         self.runner.message_hub.update_info(
-            EPOCH_SAMPLES_KEY, dict(epoch=self._epoch, samples=self._epoch_samples))
+            EPOCH_SAMPLES_KEY, dict(epoch=self._epoch, samples=self._epoch_samples,
+                                    global_batch=self._configured_global_batch()))
         super().run_iter(idx, data_batch)
+
+    def _configured_global_batch(self) -> int:
+        return (self.dataloader.batch_size or 1) * get_world_size()
+
+    def _check_iteration_schedules(self) -> None:
+        """Refuse to resume an iteration-based LR schedule on another global batch."""
+        info = self.runner.message_hub.get_info(EPOCH_SAMPLES_KEY)
+        if self._iter == 0 or not isinstance(info, dict) or 'global_batch' not in info:
+            return  # a fresh run, or a checkpoint written before the batch was recorded
+        old, new = int(info['global_batch']), self._configured_global_batch()
+        schedulers = self.runner.param_schedulers or []
+        if isinstance(schedulers, dict):
+            schedulers = [s for group in schedulers.values() for s in group]
+        by_iter = [type(s).__name__ for s in schedulers if not getattr(s, 'by_epoch', True)]
+        if old == new or not by_iter:
+            return
+        world = get_world_size()
+        per = f'{world} processes x train_dataloader.batch_size={new // world}'
+        fit = (f'train_dataloader.batch_size={old // world} on {world} processes'
+               if old % world == 0 else
+               ', '.join(f'{old // n} on {n}' for n in range(1, old + 1) if old % n == 0)
+               + ' processes (train_dataloader.batch_size on processes)')
+        raise RuntimeError(
+            f'cannot resume this checkpoint with global batch {new} ({per}): '
+            f'param_scheduler {", ".join(by_iter)} counts iterations (by_epoch=False, or '
+            f'convert_to_iter_based=True), and the checkpoint was trained in steps of {old} '
+            'images: the learning rate would no longer follow the images trained (the schedule '
+            f'would end too early or too late). Resume with global batch {old}: {fit}; or use '
+            'epoch-based schedules (by_epoch=True without convert_to_iter_based).')
 
     def _global_batch(self, data_batch) -> int:
         """Samples of this step over all processes (every rank's shard has the same length)."""
