@@ -1,1 +1,1 @@
-"""Benchmark scripts (plain Python; see README, "Performance")."""
+"""Benchmark scripts (plain Python; see docs/performance.md)."""

@@ -1,5 +1,6 @@
 """Every benchmark script runs end to end in its tiny ``--quick`` mode and writes the JSON fields
-the README tables are made from. (Speed goals are checked by the scripts' full runs, not here.)
+the tables of docs/performance.md are made from. (Speed goals are checked by the scripts' full
+runs, not here.)
 """
 import json
 

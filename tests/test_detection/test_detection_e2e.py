@@ -2,8 +2,9 @@
 checkpoint -> tools/test_detection.py -> AP50 / AP / AP75, with real mmengine Runners and mmdet.
 
 Here each fine-tuning is 8 CPU iterations: enough for the loss to fall, not for AP to rise
-(the classifier first learns "background"). The README's "Detection" section gives the
-300-iteration smoke run, where AP50 goes from 0-0.4 (untrained) to 13-19.
+(the classifier first learns "background"). configs/benchmarks/detection/README.md
+("Details", linked from docs/evaluation.md's "Detection") gives the 300-iteration smoke run,
+where AP50 goes from 0-0.4 (untrained) to 13-19.
 """
 import glob
 import json

@@ -21,8 +21,8 @@ Cost per step (paper Table 1: the search is 0.72% of a step with 128K slots, 6.7
 the write is an in-place copy into the ring at a pointer mirrored on the host (no device sync);
 the exact search (:mod:`mmmsf.utils.knn_search`) runs one GEMM per block of ``chunk_size``
 slots into a single reused ``B x chunk_size`` float32 buffer and keeps only each block's top-k,
-so nothing bank-sized is allocated per step. ``benchmarks/`` measures both (README,
-"Performance").
+so nothing bank-sized is allocated per step. ``benchmarks/`` measures both
+(docs/performance.md).
 """
 import warnings
 from typing import Callable, Optional, Tuple, Union
