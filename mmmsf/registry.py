@@ -38,9 +38,39 @@ OPTIM_WRAPPER_CONSTRUCTORS = Registry(
     locations=['mmmsf.engine'])
 PARAM_SCHEDULERS = Registry(
     'parameter scheduler', parent=MMENGINE_PARAM_SCHEDULERS, locations=['mmmsf.engine'])
+
+
+class OptionalLocationRegistry(Registry):
+    """A registry whose locations need an optional part of the install.
+
+    ``mmmsf.detection`` needs mmdet and mmcv's compiled ops, which the light install leaves
+    out, and importing it then raises an ImportError that says how to build them. Here that
+    location is skipped on first use, so every type of the parent registries (mmengine's
+    'Pretrained', 'Kaiming', ... in any ``init_cfg`` of the mmmsf scope) is still found; a type
+    found nowhere raises the location's ImportError (e.g. 'mmmsf.PretrainedResNet' of a
+    detection config on the light install) instead of "not in the registry".
+    """
+
+    def import_from_location(self) -> None:
+        if self._imported:
+            return
+        try:
+            super().import_from_location()
+        except ImportError as e:
+            self._imported = True
+            self._location_error = e
+
+    def get(self, key: str):
+        found = super().get(key)
+        error = getattr(self, '_location_error', None)
+        if found is None and error is not None:
+            raise ImportError(f'{self.name} {key!r}: {error}')
+        return found
+
+
 # Initialisers of downstream models from mmmsf checkpoints (detection transfer: configs name
 # them 'mmmsf.PretrainedResNet' in an mmdet ``init_cfg``).
-WEIGHT_INITIALIZERS = Registry(
+WEIGHT_INITIALIZERS = OptionalLocationRegistry(
     'weight initializer', parent=MMENGINE_WEIGHT_INITIALIZERS, locations=['mmmsf.detection'])
 # Neighbour selectors (MSF's top-k and CMSF's constrained variants) are registered in MODELS:
 # they are built from the algorithm's ``selector=dict(type=...)``.

@@ -13,10 +13,6 @@ from mmengine.dist import get_rank
 
 from mmmsf.utils import require_detection_stack
 
-require_detection_stack()  # one line naming the install command, before mmdet is imported
-
-from mmmsf.detection import load_detection_config, test_detector
-
 
 def parse_args():
     p = argparse.ArgumentParser(description='Test a detector on VOC test07.')
@@ -37,6 +33,8 @@ def parse_args():
 
 def main():
     args = parse_args()
+    require_detection_stack()  # one line naming the install command, before mmdet is imported
+    from mmmsf.detection import load_detection_config, test_detector
     cfg = load_detection_config(args.config, args.cfg_options, args.data_root)
     ap = test_detector(cfg, args.checkpoint, args.work_dir, args.launcher)
     if get_rank() == 0:

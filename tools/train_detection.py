@@ -14,11 +14,6 @@ from mmengine.dist import get_rank
 
 from mmmsf.utils import require_detection_stack
 
-require_detection_stack()  # one line naming the install command, before mmdet is imported
-
-from mmmsf.detection import (format_runs, last_checkpoint, load_detection_config,
-                             repeat_finetuning, train_detector)
-
 
 def parse_args():
     p = argparse.ArgumentParser(description='Fine-tune a detector from a pre-trained backbone.')
@@ -42,6 +37,9 @@ def parse_args():
 
 def main():
     args = parse_args()
+    require_detection_stack()  # one line naming the install command, before mmdet is imported
+    from mmmsf.detection import (format_runs, last_checkpoint, load_detection_config,
+                                 repeat_finetuning, train_detector)
 
     def load():
         return load_detection_config(args.config, args.cfg_options, args.data_root)

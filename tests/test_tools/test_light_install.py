@@ -39,6 +39,51 @@ def test_detection_tool_without_the_stack_says_how_to_build_it(tool, args):
     assert out.stdout == ''
 
 
+@pytest.mark.parametrize('tool', ['tools/test_detection.py', 'tools/train_detection.py',
+                                  'tools/data/make_tiny_voc.py'])
+def test_detection_tool_help_works_without_the_stack(tool):
+    """``--help`` needs no mmdet: it is imported after the arguments are read (was: exit 1)."""
+    out = subprocess.run([sys.executable, '-c', NO_DETECTION, tool, '--help'], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, PYTHONPATH=ROOT))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith(f'usage: {osp.basename(tool)}') and out.stderr == ''
+
+
+LIGHT_INIT = NO_DETECTION.split('sys.argv')[0] + '''
+import torch
+from mmengine.registry import init_default_scope
+init_default_scope('mmmsf')
+from mmmsf.registry import MODELS
+from tests.conftest import tiny_msf_cfg
+torch.manual_seed(0)
+cfg = tiny_msf_cfg(width=4)
+cfg['backbone']['init_cfg'] = dict(type='Constant', layer='Conv2d', val=0.5)
+model = MODELS.build(cfg)
+model.init_weights()
+print('conv1', float(model.backbone.conv1.weight.mean()))
+try:
+    MODELS.build(dict(cfg, backbone=dict(cfg['backbone'], init_cfg=dict(
+        type='mmmsf.PretrainedResNet', checkpoint='x.pth')))).init_weights()
+except ImportError as e:
+    print('detection init:', e)
+'''
+
+
+def test_weight_initialisers_of_the_mmmsf_scope_work_without_the_stack():
+    """An ``init_cfg`` of mmengine's initialisers in the mmmsf scope on the light install (was:
+    the detection ImportError, as WEIGHT_INITIALIZERS' location is mmmsf.detection); the
+    detection initialiser itself says how to install it."""
+    out = subprocess.run([sys.executable, '-c', LIGHT_INIT], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    assert 'conv1 0.5' in lines, out.stdout  # the Constant initialiser ran
+    said = [line for line in lines if line.startswith('detection init:')]
+    assert len(said) == 1 and "'mmmsf.PretrainedResNet'" in said[0] \
+        and 'bash tools/setup_env.sh --full' in said[0], out.stdout
+
+
 def test_detection_package_import_names_the_install_command():
     script = ("import sys\nsys.modules['mmcv._ext'] = None\n"
               "try:\n    import mmmsf.detection\nexcept ImportError as e:\n    print(e)\n")

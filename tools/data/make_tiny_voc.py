@@ -8,10 +8,6 @@ import argparse
 
 from mmmsf.utils import require_detection_stack
 
-require_detection_stack()  # one line naming the install command, before mmdet is imported
-
-from mmmsf.detection import make_tiny_voc
-
 
 def main():
     p = argparse.ArgumentParser(description='Generate the tiny VOCdevkit.')
@@ -24,6 +20,8 @@ def main():
     p.add_argument('--max-objects', type=int, default=2)
     p.add_argument('--seed', type=int, default=0)
     args = p.parse_args()
+    require_detection_stack()  # one line naming the install command, before mmdet is imported
+    from mmmsf.detection import make_tiny_voc
     stats = make_tiny_voc(args.src, args.out, args.num_images, args.canvas, tuple(args.obj_size),
                           args.max_objects, args.seed)
     for split, counts in stats.items():
