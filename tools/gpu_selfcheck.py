@@ -4,6 +4,12 @@ environment, and write ``summary.md`` / ``summary.json`` from the steps' results
     python tools/gpu_selfcheck.py validate PLAN.tsv      # dry run: every step parses and is wired
     python tools/gpu_selfcheck.py env-report OUT.json    # versions, GPU, driver, CUDA runtimes
     python tools/gpu_selfcheck.py summarize DIR          # DIR/steps.jsonl + results -> summary
+    python tools/gpu_selfcheck.py rehearse-bench OUT.json -- benchmarks/X.py ARGS  # no GPU:
+                                        # ARGS parse, then one --quick iteration on the CPU
+    python tools/gpu_selfcheck.py rehearsal-verdict DIR  # every step that should run ran
+
+What travels and what comes back: tools/gpu_pack.py; the study's plan and backbones:
+tools/gpu_study.py.
 """
 import argparse
 import contextlib
@@ -47,6 +53,13 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument('plan')
     e = sub.add_parser('env-report', help='write the environment as JSON')
     e.add_argument('out')
+    e.add_argument('--no-gpu-ok', action='store_true', help='a rehearsal: no GPU is no error')
+    r = sub.add_parser('rehearse-bench', help='check a benchmark\'s GPU arguments, run it '
+                       '--quick on the CPU')
+    r.add_argument('out')
+    r.add_argument('command', nargs=argparse.REMAINDER)
+    sub.add_parser('rehearsal-verdict', help='exit 1 unless every step that should run in a '
+                   'rehearsal ran').add_argument('dir')
     sub.add_parser('mmcv-ops-check', help='run two of mmcv\'s compiled ops on the GPU')
     sub.add_parser('missing-requirements',
                    help='print the requirements/ packages this interpreter cannot import '
@@ -54,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser('summarize', help='write summary.md and summary.json')
     s.add_argument('dir')
     s.add_argument('--budget', type=float, default=None)
+    s.add_argument('--rehearsal', action='store_true', help='a CPU rehearsal of the GPU run')
     return p
 
 
@@ -125,6 +139,55 @@ def _check_self(args: List[str]) -> Optional[str]:
     return None
 
 
+def _check_study(args: List[str]) -> Optional[str]:
+    """``tools/gpu_study.py`` parses ``args``; a plan's config loads with its options."""
+    sys.path.insert(0, osp.join(ROOT, 'tools'))
+    import gpu_study
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            ns = gpu_study.parse_args(args)
+    except SystemExit:
+        return f'tools/gpu_study.py rejects {" ".join(args)}: {err.getvalue().strip()}'
+    if ns.cmd == 'plan':
+        return _check_configs([ns.config], ns.cfg_options)
+    return None
+
+
+def _check_configs(configs: List[str], pairs: Optional[List[str]]) -> Optional[str]:
+    from mmmsf.apis.config import DictAction, load_config
+    opts = None
+    if pairs:
+        p = argparse.ArgumentParser()
+        p.add_argument('--cfg-options', nargs='+', action=DictAction)
+        opts = p.parse_args(['--cfg-options', *pairs]).cfg_options
+    for c in configs:
+        try:
+            load_config(c, opts)
+        except Exception as e:  # noqa: BLE001 -- the config's problem is the step's problem
+            return f'{c} does not load with {" ".join(pairs or [])}: {type(e).__name__}: {e}'
+    return None
+
+
+def _check_cifar_benchmark(args: List[str]) -> Optional[str]:
+    """The study's command: known flags, and every config loads with its --cfg-options."""
+    known = {'--data-root': 1, '--configs': '+', '--seeds': '+', '--work-dir': 1, '--page': 1,
+             '--checkpoint-dir': 1, '--no-export': 0, '--readme': 1, '--cfg-options': '+'}
+    p = argparse.ArgumentParser(prog='tools/cifar_benchmark.py', add_help=False)
+    for flag, n in known.items():
+        if n == 0:
+            p.add_argument(flag, action='store_true')
+        else:
+            p.add_argument(flag, nargs=None if n == 1 else n)
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            ns = p.parse_args(args)
+    except SystemExit:
+        return f'tools/cifar_benchmark.py rejects {" ".join(args)}: {err.getvalue().strip()}'
+    return _check_configs(ns.configs or [], ns.cfg_options)
+
+
 def check_python_step(args: List[str]) -> Optional[str]:
     """One python invocation of the plan (the arguments after the interpreter)."""
     if not args:
@@ -141,6 +204,10 @@ def check_python_step(args: List[str]) -> Optional[str]:
         return _check_benchmark(args[0], args[1:])
     if args[0] == 'tools/gpu_selfcheck.py':
         return _check_self(args[1:])
+    if args[0] == 'tools/gpu_study.py':
+        return _check_study(args[1:])
+    if args[0] == 'tools/cifar_benchmark.py':
+        return _check_cifar_benchmark(args[1:])
     return f'python {args[0]}: not a step the dry run knows how to check'
 
 
@@ -226,7 +293,7 @@ def _run(cmd: List[str]) -> Optional[str]:
         return None
 
 
-def env_report(out: str) -> int:
+def env_report(out: str, no_gpu_ok: bool = False) -> int:
     info: Dict = dict(python=platform.python_version(), executable=sys.executable,
                       platform=platform.platform(), cpu_count=os.cpu_count())
     info['nvidia_smi'] = _run(['nvidia-smi', '--query-gpu=name,driver_version,memory.total,'
@@ -271,9 +338,72 @@ def env_report(out: str) -> int:
         json.dump(info, f, indent=2)
     print(json.dumps(info, indent=2))
     if not ok:
-        print('torch sees no CUDA device: the GPU checks and benchmarks cannot run.',
-              file=sys.stderr)
-    return 0 if ok else 1
+        print('torch sees no CUDA device: the GPU checks and benchmarks cannot run'
+              + (' (a rehearsal: expected).' if no_gpu_ok else '.'), file=sys.stderr)
+    return 0 if ok or no_gpu_ok else 1
+
+
+def rehearse_bench(out: str, command: List[str]) -> int:
+    """No GPU: check that the benchmark's own parser accepts the GPU run's arguments, then
+    run one ``--quick`` iteration of it on the CPU (1 thread), writing ``out``."""
+    if command[:1] == ['--']:
+        command = command[1:]
+    sys.path.insert(0, ROOT)
+    os.chdir(ROOT)
+    err = _check_benchmark(command[0], command[1:])
+    if err:
+        print(f'the GPU arguments do not parse: {err}', file=sys.stderr)
+        return 1
+    print(f'{command[0]}: the GPU run\'s arguments parse ({" ".join(command[1:])})')
+    name = osp.splitext(osp.basename(command[0]))[0]
+    module = importlib.import_module(f'benchmarks.{name}')
+    t0 = time.perf_counter()
+    module.main(['--quick', '--device', 'cpu', '--threads', '1', '--out', out])
+    print(f'{command[0]} --quick --device cpu: {time.perf_counter() - t0:.1f} s, wrote {out}')
+    return 0
+
+
+# steps of the GPU run that a rehearsal must run (ok), and those it must skip by name
+REHEARSAL_RUNS = ('env_venv', 'env_install', 'env_mmcv', 'env_mmmsf', 'env_report',
+                  'cuda_tests_cpu_halves', 'study_data', 'study_plan', 'study', 'study_export',
+                  'bench_step_overhead_cpu', 'bench_step_throughput_cpu',
+                  'bench_search_kernel_cpu', 'bench_memory_cpu', 'bench_data_loading_cpu')
+REHEARSAL_SKIPS = ('cuda_tests', 'bench_step_overhead', 'bench_step_throughput',
+                   'bench_search_kernel', 'bench_memory', 'bench_data_loading')
+
+
+def rehearsal_verdict(d: str) -> int:
+    """0 if every step that should run in a rehearsal ran (ok), every CUDA-only step was
+    skipped by name, the CPU halves of the CUDA tests passed and the study wrote its page."""
+    steps = {s['name']: s for s in read_steps(d)}
+    problems = []
+    for name in REHEARSAL_RUNS:
+        st = steps.get(name)
+        if st is None:
+            problems.append(f'{name}: did not run')
+        elif st['status'] != 'ok':
+            problems.append(f'{name}: {st["status"]} ({st.get("note", "")})')
+    for name in REHEARSAL_SKIPS:
+        st = steps.get(name)
+        if st is None or st['status'] != 'skipped' or st.get('why') != 'cuda-only':
+            problems.append(f'{name}: not reported as skipped (cuda only)')
+    unknown = set(steps) - set(REHEARSAL_RUNS) - set(REHEARSAL_SKIPS) - {'mmcv_ops'}
+    problems += [f'{n}: a step the rehearsal does not know' for n in sorted(unknown)]
+    xml = osp.join(d, 'cpu_tests.xml')
+    if osp.isfile(xml):
+        counts = read_junit(xml)['counts']
+        if not counts['passed'] or counts['failed'] or counts['error']:
+            problems.append(f'CPU halves of the CUDA tests: {counts}')
+    else:
+        problems.append('no cpu_tests.xml')
+    if not osp.isfile(osp.join(d, 'study', 'page.md')):
+        problems.append('the study wrote no page')
+    for p in problems:
+        print(f'[rehearse] {p}')
+    ran = ', '.join(f'{n} {steps[n]["seconds"]:.0f} s' for n in REHEARSAL_RUNS if n in steps)
+    print(f'[rehearse] steps run: {ran}')
+    print(f'[rehearse] skipped by name (cuda only): {", ".join(REHEARSAL_SKIPS)}')
+    return 1 if problems else 0
 
 
 # ---------------------------------------------------------------------------------- summarize
@@ -385,17 +515,77 @@ def bench_sections(bench: Dict[str, Dict]) -> List[str]:
     return md
 
 
-def summarize(d: str, budget: Optional[float]) -> int:
+ON_PURPOSE = ('cuda-only', 'not-requested')  # skips that are no failure of the run
+
+
+def study_sections(d: str) -> List[str]:
+    """The study's plan (which of step and loader limited it), measured rate, page and
+    exported backbones."""
+    sd = osp.join(d, 'study')
+    md: List[str] = []
+    plan = _load(osp.join(sd, 'plan.json')) if osp.isfile(osp.join(sd, 'plan.json')) else None
+    if plan:
+        p = plan['probe']
+        md += ['### Plan (a probe of the MSF config before training)', '']
+        md += _table(['what', 'value'], [
+            ['training step alone (real batches held on the device)',
+             f'{p["step_images_per_s"]:,.0f} images/s ({p["step_ms"]:.1f} ms per batch of '
+             f'{p["batch"]}, {p["device"]})'],
+            ['data loader alone', f'{p["loader_images_per_s"]:,.0f} images/s '
+             f'({p["loader_workers"]} workers, first {p["loader_batches_timed"]} batches, '
+             'start included)'],
+            ['limited by (the slower)', plan['limited_by']],
+            ['training seconds per config (budget)', f'{plan["seconds"]:.0f} s'],
+            ['epoch estimate', f'{plan["epoch_s_estimate"]:.1f} s'],
+            ['epochs', plan['epochs']]])
+    res_path = osp.join(sd, 'results.json')
+    if osp.isfile(res_path):
+        res = _load(res_path)
+        rows = []
+        for key, r in res.items():
+            if key.startswith('_'):
+                continue
+            sec = r.get('seconds', {})
+            rate = r['images_seen'] / sec['train'] if sec.get('train') else None
+            rows.append([key, r['steps'], r['images_seen'], sec.get('train'), rate,
+                         sec.get('knn')])
+        md += ['### Measured', '']
+        md += _table(['run', 'steps', 'images seen', 'train s', 'images/s (train, hooks '
+                      'included)', 'kNN s'], rows)
+        if plan and rows and rows[0][4]:
+            share = rows[0][4] / plan['probe']['step_images_per_s']
+            md += [f'The MSF run trained at {100 * share:.0f}% of the step-alone rate: '
+                   + ('the step (the GPU) limited it.' if share >= 0.8 else
+                      'something besides the step (loader, hooks, validation) took '
+                      f'{100 * (1 - share):.0f}% of the time.'), '']
+    page = osp.join(sd, 'page.md')
+    if osp.isfile(page):
+        with open(page) as f:
+            md += [ln.replace('# ', '#### ', 1) if ln.startswith('# ') else ln
+                   for ln in f.read().splitlines()] + ['']
+    exp = osp.join(sd, 'export.json')
+    if osp.isfile(exp):
+        e = _load(exp)
+        md += ['Backbones (float16; the kNN numbers are of the float32 weights): '
+               + (f'{", ".join(e["parts"])} ({e["bytes"] / 2**20:.1f} MiB, sha256 '
+                  f'{e["sha256"][:12]}; join: `cat backbones_fp16.pt.part* > '
+                  'backbones_fp16.pt`)' if e['parts'] else f'not sent back: {e.get("left_out")}'),
+               '']
+    return md or ['(the study did not run)', '']
+
+
+def summarize(d: str, budget: Optional[float], rehearsal: bool = False) -> int:
     steps = read_steps(d)
-    summary: Dict = dict(budget_s=budget, steps=steps,
+    summary: Dict = dict(budget_s=budget, rehearsal=rehearsal, steps=steps,
                          wall_s=round(sum(s.get('seconds', 0) for s in steps), 1))
     env_path = osp.join(d, 'env.json')
     summary['environment'] = _load(env_path) if osp.isfile(env_path) else None
-    junit = osp.join(d, 'cuda_tests.xml')
-    try:
-        summary['tests'] = read_junit(junit) if osp.isfile(junit) else None
-    except ET.ParseError as e:
-        summary['tests'] = dict(error=f'unreadable {junit}: {e}')
+    for key, name in (('tests', 'cuda_tests.xml'), ('cpu_tests', 'cpu_tests.xml')):
+        junit = osp.join(d, name)
+        try:
+            summary[key] = read_junit(junit) if osp.isfile(junit) else None
+        except ET.ParseError as e:
+            summary[key] = dict(error=f'unreadable {junit}: {e}')
     bench: Dict[str, Dict] = {}
     bdir = osp.join(d, 'bench')
     for name in sorted(os.listdir(bdir)) if osp.isdir(bdir) else []:
@@ -405,21 +595,37 @@ def summarize(d: str, budget: Optional[float]) -> int:
             except (OSError, ValueError) as e:
                 bench[name[:-5]] = dict(error=str(e))
     summary['benchmarks'] = bench
-    failed = [s['name'] for s in steps if s.get('status') != 'ok']
+    for name in ('plan', 'export'):
+        path = osp.join(d, 'study', f'{name}.json')
+        summary[f'study_{name}'] = _load(path) if osp.isfile(path) else None
+    failed = [s['name'] for s in steps if s.get('status') != 'ok'
+              and not (s.get('status') == 'skipped' and s.get('why') in ON_PURPOSE)]
+    on_purpose = [s['name'] for s in steps if s.get('status') == 'skipped'
+                  and s.get('why') in ON_PURPOSE]
     tests = summary['tests'] or {}
     counts = tests.get('counts', {})
+    faiss_skips = [c['name'] for c in tests.get('cases', [])
+                   if c['outcome'] == 'skipped' and 'faiss-gpu' in c['message']]
     complete = not failed and counts.get('passed', 0) > 0 and not counts.get('failed') \
-        and not counts.get('error') and not counts.get('skipped')
+        and not counts.get('error') and counts.get('skipped', 0) == len(faiss_skips)
     summary['verdict'] = dict(all_steps_ok=not failed, failed_or_cut_steps=failed,
-                              tests=counts, complete=complete)
-
+                              skipped_on_purpose=on_purpose, tests=counts,
+                              faiss_gpu_skips=faiss_skips, complete=complete)
     env = summary['environment'] or {}
-    md = ['# GPU self-check', '',
-          f'Verdict: **{"complete, all checks passed" if complete else "INCOMPLETE or FAILED"}**'
-          f' -- steps {len(steps) - len(failed)}/{len(steps)} ok, cuda tests '
-          + ', '.join(f'{v} {k}' for k, v in counts.items()) + '.', '',
+    verdict = ('complete, all checks passed' + (f' ({len(faiss_skips)} faiss-gpu tests '
+                                                 'skipped: faiss-gpu not installed)'
+                                                 if faiss_skips else '')
+               if complete else 'INCOMPLETE or FAILED')
+    md = ['# GPU self-check' + (' -- CPU REHEARSAL (no GPU: no number below is a GPU number)'
+                                if rehearsal else ''), '',
+          f'Verdict: **{verdict}** -- steps {len(steps) - len(failed) - len(on_purpose)}/'
+          f'{len(steps)} ok, {len(on_purpose)} skipped on purpose, cuda tests '
+          + (', '.join(f'{v} {k}' for k, v in counts.items()) or 'not run') + '.', '',
           f'Wall time of the steps: {summary["wall_s"]:.0f} s'
           + (f' (budget {budget:.0f} s)' if budget else '') + '.', '']
+    if on_purpose:
+        md += ['Skipped on purpose: ' + '; '.join(
+            f'{s["name"]} ({s["note"]})' for s in steps if s['name'] in on_purpose) + '.', '']
     if env:
         md += ['## Environment', '']
         gpus = env.get('gpus') or []
@@ -446,7 +652,14 @@ def summarize(d: str, budget: Optional[float]) -> int:
                      [[c['name'].split('.')[-1], c['outcome'], c['seconds'],
                        ', '.join(f'{k}={v}' for k, v in c['properties'].items())
                        or c['message']] for c in tests['cases']])
-    md += ['## Numbers', ''] + (bench_sections(bench) if bench else ['(no benchmark ran)', ''])
+    cpu = summary.get('cpu_tests') or {}
+    if cpu.get('counts'):
+        md += ['## CPU halves of the CUDA tests (`pytest -m "not cuda" tests/test_cuda`)', '',
+               ', '.join(f'{v} {k}' for k, v in cpu['counts'].items()) + '.', '']
+    md += ['## Learning study: MSF w/s (k = 5) vs BYOL-asym (k = 1), kNN top-1 (%)', '']
+    md += study_sections(d)
+    md += ['## Numbers' + (' (CPU, --quick: wiring only)' if rehearsal else ''), '']
+    md += bench_sections(bench) if bench else ['(no benchmark ran)', '']
     with open(osp.join(d, 'summary.json'), 'w') as f:
         json.dump(summary, f, indent=2)
     with open(osp.join(d, 'summary.md'), 'w') as f:
@@ -462,10 +675,12 @@ def _print_missing() -> int:
 
 COMMANDS = {  # sub-command -> function of the parsed arguments
     'validate': lambda a: validate(a.plan),
-    'env-report': lambda a: env_report(a.out),
+    'env-report': lambda a: env_report(a.out, a.no_gpu_ok),
+    'rehearse-bench': lambda a: rehearse_bench(a.out, a.command),
+    'rehearsal-verdict': lambda a: rehearsal_verdict(a.dir),
     'mmcv-ops-check': lambda a: mmcv_ops_check(),
     'missing-requirements': lambda a: _print_missing(),
-    'summarize': lambda a: summarize(a.dir, a.budget),
+    'summarize': lambda a: summarize(a.dir, a.budget, a.rehearsal),
 }
 
 

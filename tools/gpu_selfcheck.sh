@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
-# GPU self-check: build the GPU environment, prove the CUDA path, measure what only a GPU gives.
+# GPU self-check: build the GPU environment, prove the CUDA path, measure what only a GPU gives,
+# and train the GPU half of the learning study.
 #
-#   bash tools/gpu_selfcheck.sh              # one GPU, <= 8 minutes (--budget), no CUDA toolkit needed
-#   bash tools/gpu_selfcheck.sh --dry-run    # on any machine: every step exists, parses, is wired
+#   bash tools/gpu_selfcheck.sh --pack .gpu_pack   # here, with an index: what travels + the command
+#   bash tools/gpu_selfcheck.sh --rehearse         # here, on the CPU: that command, offline, end to end
+#   bash tools/gpu_selfcheck.sh                    # one GPU, <= 8 minutes (--budget), no toolkit needed
+#   bash tools/gpu_selfcheck.sh --dry-run          # on any machine: every step exists, parses, is wired
 #
 # Writes OUT/summary.md and OUT/summary.json (OUT: --out, default work_dirs/gpu_selfcheck) with
-# each step's status and time, the environment, the `pytest -m cuda` results and the benchmark
-# tables; logs in OUT/logs/, benchmark JSON in OUT/bench/. Steps, in this order:
-#   env_venv env_install env_mmcv env_mmmsf    the README's GPU environment (section "GPU"),
-#                                             mmcv without compiled ops first (a minute at most)
+# each step's status and time, the environment, the `pytest -m cuda` results, the study and the
+# benchmark tables; logs in OUT/logs/, benchmark JSON in OUT/bench/, the study in OUT/study/.
+# Steps, in this order:
+#   env_venv env_install env_mmcv env_mmmsf    the GPU environment (docs/gpu_selfcheck.md), mmcv
+#                                             without compiled ops (a wheel, or its source)
 #   env_report                                versions, GPU, driver, CUDA runtimes
 #   cuda_tests                                python -m pytest -m cuda tests/test_cuda
+#   study_data study_plan study study_export  MSF w/s (k = 5) and BYOL-asym (k = 1) on the packed
+#                                             CIFAR-10 images (--data), as many epochs as fit,
+#                                             kNN vs random init and raw pixels; the backbones
 #   bench_*                                   benchmarks/*.py --device cuda, trimmed to fit
 #   mmcv_ops mmcv_ops_check                   mmcv's CUDA ops (nvcc from the package index when
 #                                             the machine has none), with what time is left
@@ -24,10 +31,24 @@
 #                   a venv that sees its packages and adds only what is missing (pins not enforced
 #                   on what is already there; the summary lists the versions used)
 #   --wheelhouse D  install from the wheels/sdists in D only (pip --no-index), for machines
-#                   without a package index
+#                   without a package index; a wheelhouse made by --pack is installed as it is
+#   --data F        the packed CIFAR-10 images (--pack's cifar10-jpg.tar.gz) for the study;
+#                   without it the study steps are skipped and say so
 #   --budget S      wall-time budget in seconds (default 480)
 #   --no-mmcv-ops   skip the CUDA-ops build
-#   --out D         output folder;  --export D  also copy summary.md, summary.json, logs.tar.gz to D
+#   --cpu-rehearsal no GPU here: the CUDA-only steps are recorded as skipped by name and their
+#                   CPU stand-ins run (one-iteration benchmarks, the study on a few images)
+#   --out D         output folder;  --export D  also copy what comes back to D (<= 8 files:
+#                   summary.md, summary.json, logs.tar.gz, the study's backbones in <= 16 MiB parts)
+#   --pack D        prepare what travels in D (inside the checkout, git-ignored): a wheelhouse of
+#                   what the target lacks (--python: its interpreter, default the stand-in below)
+#                   and the images of $MMMSF_STUDY_DATA (default ../shared/data/cifar10-jpg);
+#                   prints the size of all that travels, the command, what to carry, its limit
+#   --rehearse      the GPU run on this CPU machine: a stand-in for the GPU machine's Python
+#                   (CPython 3.12 + torch 2.11.0 + torchvision 0.26.0 from PyPI, built once in
+#                   $MMMSF_CACHE, default ~/.cache/mmmsf), --pack .gpu_pack, then the printed
+#                   command in a copy of what travels, with no package index, --cpu-rehearsal;
+#                   fails if a step that should run did not, or what comes back breaks a limit
 set -uo pipefail
 
 SELF="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
@@ -35,7 +56,17 @@ ROOT="${MMMSF_ROOT:-$(cd "$(dirname "$SELF")/.." && pwd)}"
 MMCV_VERSION="2.1.0"
 TORCH_SPEC="torch==2.14.1 torchvision==0.29.1"
 
+# the GPU machine we can get (docs/gpu_selfcheck.md): its Python and torch, for the stand-in
+STANDIN_PYTHON="3.12" STANDIN_TORCH="torch==2.11.0 torchvision==0.26.0"
+STANDIN_EXTRA="numpy opencv-python-headless matplotlib tensorboard pytest scipy"
+# the study: full-width small-image ResNet-18, 32 px views made batch-wise on the GPU
+STUDY_CONFIGS="${MMMSF_STUDY_CONFIGS:-configs/cifar/msf_r18_200e_cifar10.py configs/cifar/byol-asym_r18_200e_cifar10.py}"
+RUN_BUDGET=500   # --budget of the printed command: 9 minutes in all with the machine's own steps
+RUN_LIMIT=600    # the time limit to give that command
+PACK_REL=".gpu_pack"  # where --rehearse packs (git-ignored)
+
 DRY=0 ENV_MODE=venv BASE_PY="" WHEELHOUSE="" BUDGET=480 MMCV_OPS=1 OUT="" EXPORT=""
+DATA="" CPU_REHEARSAL=0 PACK="" REHEARSE=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --dry-run) DRY=1 ;;
@@ -43,10 +74,16 @@ while [ $# -gt 0 ]; do
         --python) BASE_PY="${2:?--python needs an interpreter}"; shift ;;
         --wheelhouse) WHEELHOUSE="$(cd "${2:?--wheelhouse needs a folder}" 2>/dev/null && pwd)" || {
             echo "gpu_selfcheck: --wheelhouse $2 is not a folder" >&2; exit 2; }; shift ;;
+        --data) [ -f "${2:?--data needs a file}" ] ||
+            { echo "gpu_selfcheck: --data $2 is not a file" >&2; exit 2; }
+            DATA="$(cd "$(dirname "$2")" && pwd)/$(basename "$2")"; shift ;;
         --budget) BUDGET="${2:?--budget needs seconds}"; shift ;;
         --no-mmcv-ops) MMCV_OPS=0 ;;
+        --cpu-rehearsal) CPU_REHEARSAL=1 ;;
         --out) OUT="${2:?--out needs a folder}"; shift ;;
         --export) EXPORT="${2:?--export needs a folder}"; shift ;;
+        --pack) PACK="${2:?--pack needs a folder inside the checkout}"; shift ;;
+        --rehearse) REHEARSE=1 ;;
         -h|--help) sed -n '2,/^set -uo/p' "$SELF" | sed '$d'; exit 0 ;;
         *) echo "gpu_selfcheck: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -55,6 +92,89 @@ done
 case "$ENV_MODE" in venv|system) ;; *)
     echo "gpu_selfcheck: --env $ENV_MODE: use venv or system" >&2; exit 2 ;; esac
 [[ "$BUDGET" =~ ^[0-9]+$ ]] || { echo "gpu_selfcheck: --budget $BUDGET: seconds" >&2; exit 2; }
+MMMSF_CACHE="${MMMSF_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mmmsf}"
+
+# ------------------------------------------------------------------------------- --pack, --rehearse
+find_python312() {  # a CPython $STANDIN_PYTHON: on the PATH, in pyenv, or from uv (via pip)
+    local py v="$STANDIN_PYTHON"
+    for py in "${MMMSF_STANDIN_BASE:-}" "python$v" "$HOME"/.pyenv/versions/"$v"*/bin/python"$v"; do
+        [ -n "$py" ] && command -v "$py" >/dev/null 2>&1 &&
+            "$py" -c "import sys, venv, ensurepip; sys.exit('%d.%d' % sys.version_info[:2] != '$v')" \
+                2>/dev/null && { command -v "$py"; return 0; }
+    done
+    local uv="$MMMSF_CACHE/uv-venv"  # uv from PyPI installs a python-build-standalone CPython
+    [ -x "$uv/bin/uv" ] || { python3 -m venv "$uv" && "$uv/bin/pip" install -q uv >&2; } ||
+        { echo "[gpu_selfcheck] no Python $v and no uv to install one" >&2; return 1; }
+    UV_PYTHON_INSTALL_DIR="$MMMSF_CACHE/uv-python" "$uv/bin/uv" python install "$v" >&2 &&
+        UV_PYTHON_INSTALL_DIR="$MMMSF_CACHE/uv-python" "$uv/bin/uv" python find "$v"
+}
+
+standin_python() {  # print a CPython $STANDIN_PYTHON venv with $STANDIN_TORCH (built once)
+    local dir="$MMMSF_CACHE/standin-cp${STANDIN_PYTHON/./}-torch2.11.0" py
+    local stamp="$STANDIN_PYTHON $STANDIN_TORCH $STANDIN_EXTRA"
+    if [ -x "$dir/bin/python" ] && [ "$(cat "$dir/.standin" 2>/dev/null)" = "$stamp" ]; then
+        echo "$dir/bin/python"; return 0
+    fi
+    py="$(find_python312)" || return 1
+    echo "[gpu_selfcheck] building the stand-in $dir from $py (once; ~5 GB of CUDA wheels)" >&2
+    rm -rf "$dir" && "$py" -m venv "$dir" &&
+        nice -n 19 "$dir/bin/python" -m pip install -q --disable-pip-version-check \
+            $STANDIN_TORCH $STANDIN_EXTRA >&2 || { rm -rf "$dir"; return 1; }
+    echo "$stamp" >"$dir/.standin"
+    echo "$dir/bin/python"
+}
+
+pack_command() {  # the command to run on the GPU machine, from the checkout's root
+    echo "bash tools/gpu_selfcheck.sh --env system --python python3 --wheelhouse $1/wheelhouse" \
+        "--data $1/cifar10-jpg.tar.gz --no-mmcv-ops --budget $RUN_BUDGET" \
+        "--out work_dirs/gpu_selfcheck --export \"\$OUT\"${2:-}"
+}
+
+do_pack() {  # do_pack DIR [PY]: what travels, its size, the command
+    local dir="$1" py="${2:-}" rel src="${MMMSF_STUDY_DATA:-$ROOT/../shared/data/cifar10-jpg}"
+    [ -n "$py" ] || py="$(standin_python)" || return 1
+    (cd "$ROOT" && python3 tools/gpu_pack.py pack "$dir" --python "$py" --data "$src") || return 1
+    rel="$(cd "$ROOT" && python3 -c 'import os, sys; print(os.path.relpath(os.path.abspath(sys.argv[1])))' "$dir")"
+    echo
+    echo "Send the checkout with this carried path: $rel   (1 of the 8 carried paths)"
+    echo "Time limit to give the command: $RUN_LIMIT s (the self-check's own budget: $RUN_BUDGET s)"
+    echo "Run there, from the checkout's root (no package index needed):"
+    echo "  $(pack_command "$rel")"
+    echo "It leaves at most 8 files in \$OUT, none over 16 MiB, no folder below it."
+}
+
+do_rehearse() {  # the printed command, offline, on this CPU machine, in a copy of what travels
+    local py copy="${MMMSF_REHEARSAL_DIR:-$ROOT/work_dirs/gpu_rehearsal}" rc t0 cmd
+    t0=$(date +%s)
+    py="$(standin_python)" || { echo "[rehearse] no stand-in interpreter: FAILED" >&2; return 1; }
+    echo "[rehearse] stand-in for the GPU machine's python3: $py ($("$py" -c 'import sys, torch, torchvision
+print("Python %d.%d.%d" % sys.version_info[:3], "torch", torch.__version__, "torchvision", torchvision.__version__)'))"
+    do_pack "$ROOT/$PACK_REL" "$py" || { echo "[rehearse] --pack FAILED" >&2; return 1; }
+    rm -rf "$copy" && mkdir -p "$copy/OUT" "$copy/bin" || return 1
+    (cd "$ROOT" && python3 tools/gpu_pack.py copy-travel "$copy/tree" --carry "$PACK_REL") ||
+        return 1
+    printf '#!/bin/sh\nexec "%s" "$@"\n' "$py" >"$copy/bin/python3"  # the machine's python3
+    chmod +x "$copy/bin/python3"
+    cmd="$(pack_command "$PACK_REL" " --cpu-rehearsal")"
+    echo "[rehearse] $(($(date +%s) - t0)) s: in $copy/tree, offline (PIP_NO_INDEX=1, no pip"
+    echo "           configuration, proxies unreachable), python3 = the stand-in: $cmd"
+    (cd "$copy/tree" && env -u PIP_FIND_LINKS -u PIP_EXTRA_INDEX_URL -u PIP_INDEX_URL \
+        -u PIP_CONSTRAINT -u PYTHONPATH -u VIRTUAL_ENV -u MMMSF_ROOT -u MMMSF_VENV \
+        PIP_NO_INDEX=1 PIP_CONFIG_FILE=/dev/null http_proxy=http://127.0.0.1:9 \
+        https_proxy=http://127.0.0.1:9 HTTP_PROXY=http://127.0.0.1:9 \
+        HTTPS_PROXY=http://127.0.0.1:9 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 \
+        PATH="$copy/bin:$PATH" OUT="$copy/OUT" nice -n 19 bash -c "$cmd")
+    rc=$?
+    echo "[rehearse] the command exited $rc; $(($(date +%s) - t0)) s in all"
+    (cd "$ROOT" && python3 tools/gpu_pack.py check-out "$copy/OUT") || rc=1
+    (cd "$ROOT" && python3 tools/gpu_selfcheck.py rehearsal-verdict \
+        "$copy/tree/work_dirs/gpu_selfcheck") || rc=1
+    [ $rc = 0 ] && echo "[rehearse] PASSED" || echo "[rehearse] FAILED"
+    return $rc
+}
+
+if [ -n "$PACK" ]; then do_pack "$PACK" "$BASE_PY"; exit $?; fi
+if [ "$REHEARSE" = 1 ]; then do_rehearse; exit $?; fi
 
 OUT="${OUT:-$ROOT/work_dirs/gpu_selfcheck}"
 if [ "$DRY" = 1 ]; then  # the dry run writes nothing under OUT that could pass for results
@@ -62,7 +182,8 @@ if [ "$DRY" = 1 ]; then  # the dry run writes nothing under OUT that could pass 
 else
     mkdir -p "$OUT" && OUT="$(cd "$OUT" && pwd)" && WORK="$OUT"
     rm -rf "$OUT/logs" "$OUT/bench" "$OUT/steps.jsonl" "$OUT/summary.md" "$OUT/summary.json" \
-        "$OUT/env.json" "$OUT/cuda_tests.xml"
+        "$OUT/env.json" "$OUT/cuda_tests.xml" "$OUT/cpu_tests.xml" "$OUT/study" "$OUT/data" \
+        "$OUT/backbones"
 fi
 LOGS="$WORK/logs" BENCH="$WORK/bench" PLAN="$WORK/plan.tsv"
 mkdir -p "$LOGS" "$BENCH"
@@ -145,6 +266,11 @@ env_install() {
         # the default index's Linux torch wheels are CUDA builds (torch 2.14.1: CUDA 13.0,
         # runtime libraries as nvidia-* wheels); faiss-gpu brings its own CUDA 12 runtime
         pip_install $TORCH_SPEC $(for f in $(requirement_files); do echo -r "$f"; done)
+    elif [ -f "$WHEELHOUSE/pack.json" ]; then  # made by --pack for this machine: exactly what
+        # it lacks, resolved there; --no-deps, so mmengine's `opencv-python` does not pull a
+        # second OpenCV beside the machine's (its cv2 covers it)
+        log "installing the packed wheelhouse as it is: $(cd "$WHEELHOUSE" && echo *.whl)"
+        [ -z "$(ls "$WHEELHOUSE"/*.whl 2>/dev/null)" ] || pip_install --no-deps "$WHEELHOUSE"/*.whl
     else  # keep the interpreter's torch; add what is missing, without touching torch
         local missing
         missing="$(cd "$ROOT" && "$PY" tools/gpu_selfcheck.py missing-requirements)" || return 1
@@ -177,6 +303,10 @@ mmcv_source() {  # unpack mmcv's sdist (patched for torch's C++20 headers) into 
 env_mmcv() {  # mmcv without compiled ops: pure Python, seconds (mmmsf's training needs no ops)
     command -v tar >/dev/null && command -v sed >/dev/null || { log "needs tar and sed"; return 1; }
     [ "${CHECK_ONLY:-0}" = 1 ] && return 0
+    if [ -f "$WHEELHOUSE/pack.json" ]; then  # the pack's mmcv-lite wheel, installed with the rest
+        "$PY" -c 'import mmcv, mmcv.transforms; print("mmcv", mmcv.__version__, "(mmcv-lite from the wheelhouse, no compiled ops)")'
+        return
+    fi
     build_setuptools on || return 1
     mmcv_source "$WORK/mmcv-src" &&
         (cd "$WORK/mmcv-src/mmcv-$MMCV_VERSION" && MMCV_WITH_OPS=0 \
@@ -191,8 +321,15 @@ env_mmcv() {  # mmcv without compiled ops: pure Python, seconds (mmmsf's trainin
 env_mmmsf() {
     [ -f "$ROOT/setup.py" ] || { log "missing $ROOT/setup.py"; return 1; }
     [ "${CHECK_ONLY:-0}" = 1 ] && return 0
-    pip_install --no-deps --no-build-isolation -e "$ROOT" &&
-        "$PY" -c 'import mmmsf, mmcv, mmengine, faiss, torch; print("mmmsf from", mmmsf.__file__)'
+    if "$PY" -c 'import setuptools' 2>/dev/null; then
+        pip_install --no-deps --no-build-isolation -e "$ROOT" || return 1
+    else  # no setuptools to build the editable install: the checkout on the path
+        echo "$ROOT" >"$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/mmmsf_checkout.pth"
+        log "no setuptools: $ROOT put on the venv's path (mmmsf_checkout.pth)"
+    fi
+    "$PY" -c 'import mmmsf, mmcv, mmengine, torch; print("mmmsf from", mmmsf.__file__)' || return 1
+    "$PY" -c 'import faiss' 2>/dev/null || log "no faiss here: the search is the torch one"
+    return 0
 }
 
 cuda_home_for_build() {  # print a CUDA_HOME with nvcc matching torch's CUDA; install if needed
@@ -246,11 +383,12 @@ print(":".join(dict.fromkeys(p for p in (os.path.join(d, sub) for d in sys.path)
 }
 
 # ------------------------------------------------------------------------------- step runner
-record() {  # record NAME STATUS SECONDS RC NOTE   (one JSON line per step)
+record() {  # record NAME STATUS SECONDS RC NOTE [WHY]   (one JSON line per step; WHY of a
+    # skip: budget, cuda-only, not-requested, no-data)
     local note
     note="$(printf '%s' "$5" | tr -cd '[:print:]' | tr '"\\' "'/")"
-    printf '{"name": "%s", "status": "%s", "seconds": %s, "rc": %s, "note": "%s", "log": "logs/%s.log"}\n' \
-        "$1" "$2" "$3" "$4" "$note" "$1" >>"$WORK/steps.jsonl"
+    printf '{"name": "%s", "status": "%s", "seconds": %s, "rc": %s, "note": "%s", "why": "%s", "log": "logs/%s.log"}\n' \
+        "$1" "$2" "$3" "$4" "$note" "${6:-}" "$1" >>"$WORK/steps.jsonl"
 }
 
 run_step() {  # run_step NAME MAX_SECONDS (fn FUNCTION | python ARGS...)
@@ -271,7 +409,7 @@ run_step() {  # run_step NAME MAX_SECONDS (fn FUNCTION | python ARGS...)
     local left=$((DEADLINE - $(date +%s) - RESERVE))
     if [ "$left" -lt 10 ]; then
         log "$name: skipped, the budget is used up"
-        record "$name" skipped 0 0 "budget of ${BUDGET} s used up"; return 1
+        record "$name" skipped 0 0 "budget of ${BUDGET} s used up" budget; return 1
     fi
     local t=$((max < left ? max : left)) t0 t1 rc status note=""
     log "$name (at most $t s) ..."
@@ -293,10 +431,55 @@ run_step() {  # run_step NAME MAX_SECONDS (fn FUNCTION | python ARGS...)
     return $rc
 }
 
+# ------------------------------------------------------------------------------- the steps
+skip_step() {  # skip_step NAME WHY NOTE: a step not run on purpose (recorded, named in the summary)
+    [ "$DRY" = 1 ] && return 0
+    log "$1: skipped ($3)"
+    record "$1" skipped 0 0 "$3" "$2"
+}
+
+gpu_step() {  # gpu_step NAME MAX python ARGS...: a CUDA-only step; skipped by name in a rehearsal
+    if [ "$CPU_REHEARSAL" = 1 ] && [ "$DRY" = 0 ]; then
+        skip_step "$1" cuda-only "cuda only: the rehearsal has no GPU"; return 0
+    fi
+    run_step "$@"
+}
+
+bench() {  # bench NAME MAX ARGS...: benchmarks/NAME.py on the GPU; in a rehearsal, its
+    # GPU arguments checked by its parser and one --quick iteration on the CPU instead
+    local name="$1" max="$2"; shift 2
+    gpu_step "bench_$name" "$max" python "benchmarks/$name.py" --device cuda "$@" \
+        --out "$BENCH/$name.json"
+    if [ "$CPU_REHEARSAL" = 1 ] && [ "$DRY" = 0 ]; then
+        run_step "bench_${name}_cpu" 300 python tools/gpu_selfcheck.py rehearse-bench \
+            "$BENCH/$name.json" -- "benchmarks/$name.py" --device cuda "$@"
+    fi
+}
+
+study_data() {  # unpack the packed images; a rehearsal keeps a few per class (hard links)
+    [ "${CHECK_ONLY:-0}" = 1 ] && { [ -z "$DATA" ] || tar tzf "$DATA" >/dev/null; return; }
+    [ -n "$DATA" ] || { log "no --data"; return 1; }
+    rm -rf "$WORK/data" && mkdir -p "$WORK/data" && tar xzf "$DATA" -C "$WORK/data" || return 1
+    echo "unpacked: train $(find "$WORK/data/cifar10-jpg/train" -type f | wc -l)," \
+        "test $(find "$WORK/data/cifar10-jpg/test" -type f | wc -l) images"
+    [ "$CPU_REHEARSAL" = 1 ] || return 0
+    local split n c
+    for split in train:16 test:10; do
+        n="${split#*:}" split="${split%%:*}"
+        for c in "$WORK/data/cifar10-jpg/$split"/*/; do
+            mkdir -p "$WORK/data/rehearsal/$split/$(basename "$c")"
+            find "$c" -type f | sort | head -n "$n" |
+                xargs -I{} ln {} "$WORK/data/rehearsal/$split/$(basename "$c")/"
+        done
+    done
+    echo "rehearsal subset: $(find "$WORK/data/rehearsal/train" -type f | wc -l) train," \
+        "$(find "$WORK/data/rehearsal/test" -type f | wc -l) test images"
+}
+
 # the runner calls the env steps in a child shell under timeout
-export ROOT VENV PY WHEELHOUSE ENV_MODE BASE_PY WORK MMCV_VERSION TORCH_SPEC
+export ROOT VENV PY WHEELHOUSE ENV_MODE BASE_PY WORK MMCV_VERSION TORCH_SPEC DATA CPU_REHEARSAL
 export -f log vpip pip_install find_python env_venv requirement_files env_install build_setuptools \
-    mmcv_source env_mmcv env_mmmsf cuda_home_for_build mmcv_ops
+    mmcv_source env_mmcv env_mmmsf cuda_home_for_build mmcv_ops study_data
 
 if [ "$DRY" = 1 ]; then
     bash -n "$SELF" || { echo "[dry-run] shell syntax BROKEN"; exit 1; }
@@ -306,29 +489,69 @@ if [ "$DRY" = 1 ]; then
     PY="${PYTHON:-$(command -v python3)}"  # checks the Python steps with this interpreter
 fi
 
-# ------------------------------------------------------------------------------- the steps
 run_step env_venv 120 fn env_venv
 run_step env_install 300 fn env_install
 run_step env_mmcv 150 fn env_mmcv
 run_step env_mmmsf 60 fn env_mmmsf
-run_step env_report 60 python tools/gpu_selfcheck.py env-report "$WORK/env.json"
-run_step cuda_tests 150 python -m pytest -m cuda tests/test_cuda -q -rA -p no:cacheprovider \
+if [ "$CPU_REHEARSAL" = 1 ]; then
+    run_step env_report 60 python tools/gpu_selfcheck.py env-report "$WORK/env.json" --no-gpu-ok
+else
+    run_step env_report 60 python tools/gpu_selfcheck.py env-report "$WORK/env.json"
+fi
+gpu_step cuda_tests 150 python -m pytest -m cuda tests/test_cuda -q -rA -p no:cacheprovider \
     --junitxml "$WORK/cuda_tests.xml"
-run_step bench_step_overhead 120 python benchmarks/step_overhead.py --device cuda \
-    --bank-sizes 128000 1024000 --searches torch faiss --batch 128 --repeats 7 --steps 2 \
-    --out "$BENCH/step_overhead.json"
-run_step bench_step_throughput 90 python benchmarks/step_throughput.py --device cuda \
-    --batch 128 --repeats 5 --steps 3 --out "$BENCH/step_throughput.json"
-run_step bench_search_kernel 90 python benchmarks/search_kernel.py --device cuda \
-    --shapes 256x128000x512 256x1024000x512 --repeats 5 --chunk-sizes 32768 262144 \
-    --out "$BENCH/search_kernel.json"
-run_step bench_memory 60 python benchmarks/memory.py --device cuda \
-    --bank-sizes 128000 1024000 --dataset-sizes 20000 --out "$BENCH/memory.json"
-run_step bench_data_loading 60 python benchmarks/data_loading.py --device cuda \
-    --images 256 --workers 4 8 --loader-batch 32 --out "$BENCH/data_loading.json"
+if [ "$CPU_REHEARSAL" = 1 ]; then  # the same tests' CPU halves (device='cpu')
+    run_step cuda_tests_cpu_halves 600 python -m pytest -m "not cuda" tests/test_cuda -q -rA \
+        -p no:cacheprovider --junitxml "$WORK/cpu_tests.xml"
+fi
+
+# the study: MSF (k = 5) vs BYOL-asym (k = 1) on the packed images, epochs from a probe
+read -r STUDY_MSF STUDY_BYOL <<<"$STUDY_CONFIGS"
+STUDY="$WORK/study"
+WORKERS=$(( $(nproc) - 2 )); [ "$WORKERS" -gt 12 ] && WORKERS=12; [ "$WORKERS" -lt 1 ] && WORKERS=1
+STUDY_OPTS=(train_dataloader.num_workers=$WORKERS train_dataloader.persistent_workers=True)
+STUDY_ROOT="$WORK/data/cifar10-jpg" PROBE=()
+if [ "$CPU_REHEARSAL" = 1 ]; then  # a few iterations of the same runs on a few images
+    STUDY_ROOT="$WORK/data/rehearsal" WORKERS=1
+    STUDY_OPTS=(train_dataloader.num_workers=1 train_dataloader.persistent_workers=True
+                train_dataloader.batch_size=32)
+    PROBE=(--max-epochs 1 --steps 1 --loader-batches 2)
+fi
+if [ -z "$DATA" ] && [ "$DRY" = 0 ]; then
+    for s in study_data study_plan study study_export; do
+        skip_step "$s" no-data "no --data (the packed images): the study did not run"
+    done
+else
+    mkdir -p "$STUDY"
+    run_step study_data 60 fn study_data
+    # training seconds per config: what is left after the kNN of both runs and the benchmarks
+    LEFT=$((DEADLINE - $(date +%s) - RESERVE))
+    STUDY_S=$(( (LEFT - 2 * 45 - 110) / 2 )); [ "$STUDY_S" -gt 180 ] && STUDY_S=180
+    [ "$STUDY_S" -lt 20 ] && STUDY_S=20
+    run_step study_plan 90 python tools/gpu_study.py plan "$STUDY_MSF" --data-root "$STUDY_ROOT" \
+        --seconds "$STUDY_S" "${PROBE[@]}" --out "$STUDY/plan.json" --cfg-options "${STUDY_OPTS[@]}"
+    EPOCHS=1
+    [ -f "$STUDY/plan.json" ] && EPOCHS="$("$PY" -c 'import json, sys
+print(json.load(open(sys.argv[1]))["epochs"])' "$STUDY/plan.json" 2>/dev/null || echo 1)"
+    run_step study $((2 * STUDY_S + 150)) python tools/cifar_benchmark.py \
+        --data-root "$STUDY_ROOT" --configs "$STUDY_MSF" "$STUDY_BYOL" --work-dir "$STUDY" \
+        --page "$STUDY/page.md" --no-export \
+        --cfg-options "train_cfg.max_epochs=$EPOCHS" "${STUDY_OPTS[@]}"
+    run_step study_export 60 python tools/gpu_study.py export "$STUDY" "$WORK/backbones"
+fi
+
+bench step_overhead 100 --bank-sizes 128000 1024000 --searches torch --batch 128 --repeats 5 \
+    --steps 2
+bench step_throughput 60 --batch 128 --repeats 3 --steps 3
+bench search_kernel 45 --shapes 256x128000x512 256x1024000x512 --repeats 5 \
+    --chunk-sizes 32768 262144
+bench memory 30 --bank-sizes 128000 1024000 --dataset-sizes 20000
+bench data_loading 30 --images 256 --workers 4 8 --loader-batch 32
 if [ "$MMCV_OPS" = 1 ]; then
     run_step mmcv_ops 100000 fn mmcv_ops &&
         run_step mmcv_ops_check 60 python tools/gpu_selfcheck.py mmcv-ops-check
+else
+    skip_step mmcv_ops not-requested "--no-mmcv-ops: mmcv's CUDA ops (detection only) not built"
 fi
 
 if [ "$DRY" = 1 ]; then
@@ -344,13 +567,18 @@ fi
 
 # summary (with whichever Python exists: the venv's, or the one that started us)
 SUMPY="$PY"; [ -x "$SUMPY" ] || SUMPY="$(command -v python3)"
-(cd "$ROOT" && "$SUMPY" tools/gpu_selfcheck.py summarize "$WORK" --budget "$BUDGET") \
+SUMARGS=(--budget "$BUDGET"); [ "$CPU_REHEARSAL" = 1 ] && SUMARGS+=(--rehearsal)
+(cd "$ROOT" && "$SUMPY" tools/gpu_selfcheck.py summarize "$WORK" "${SUMARGS[@]}") \
     >"$LOGS/summary.log" 2>&1
 rc=$?
 tail -n +1 "$WORK/summary.md" 2>/dev/null || cat "$LOGS/summary.log"
-if [ -n "$EXPORT" ]; then
+if [ -n "$EXPORT" ]; then  # what comes back: <= 8 plain files, <= 16 MiB each, no folder
     mkdir -p "$EXPORT" && cp "$WORK/summary.md" "$WORK/summary.json" "$EXPORT/" 2>/dev/null
-    tar czf "$EXPORT/logs.tar.gz" -C "$WORK" logs bench steps.jsonl 2>/dev/null
+    (cd "$WORK" && tar czf "$EXPORT/logs.tar.gz" logs bench steps.jsonl $(ls env.json \
+        cuda_tests.xml cpu_tests.xml study/plan.json study/page.md study/*.png \
+        study/results.json study/export.json 2>/dev/null))
+    cp "$WORK"/backbones/backbones_fp16.pt* "$EXPORT/" 2>/dev/null
+    (cd "$ROOT" && python3 tools/gpu_pack.py check-out "$EXPORT") >&2 || rc=1
 fi
 log "summary: $WORK/summary.md ($(($(date +%s) - START)) s in all)"
 exit $rc
