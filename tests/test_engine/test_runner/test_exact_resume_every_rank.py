@@ -2,10 +2,9 @@
 pytorch`` under torchrun, the demo's loader settings): a run stopped on every rank mid-epoch 1
 and resumed with ``--resume`` ends -- after the rest of epoch 1 and all of epoch 2, with the
 k-means, pseudo-labeller and (for some) the online kNN validation of the demo configs -- in
-exactly the state
-of the uninterrupted run on EVERY rank: weights, EMA target, memory bank, embedding cache,
-selectors' tables, optimizer state and random streams. (test_exact_resume.py kills with
-SIGKILL and compares rank 0's losses.)"""
+exactly the state of the uninterrupted run on EVERY rank: weights, EMA target, memory bank(s),
+embedding cache, selectors' tables, optimizer state and random streams. All 15 runs share one
+torchrun launch (test_exact_resume.py kills with SIGKILL and compares rank 0's losses)."""
 import json
 import os.path as osp
 
