@@ -122,7 +122,7 @@ def format_page(results: Dict, configs: Sequence[str], seeds: Sequence[int],
              'Written by `python tools/cifar_benchmark.py` (do not edit by hand). kNN top-1 (%) of '
              'frozen, L2-normalised backbone features, unweighted vote; memory = the '
              f"{n['train']:,} training images, queries = the {n['test']:,} test images "
-             f"(data root `{runs[0]['data_root']}`). Intervals: 95% paired bootstrap over the "
+             f"(data root `{runs[0]['data_root'] or 'the config default'}`). Intervals: 95% paired bootstrap over the "
              'test images.' + (f' Machine: {machine}.' if machine else ''), '',
              '| run | seed | images seen | train min | ' + ' | '.join(metrics)
              + ' | ' + ' | '.join(f'gain over {NAMES[b]} ({m})' for b in BASELINES
@@ -165,6 +165,29 @@ def format_page(results: Dict, configs: Sequence[str], seeds: Sequence[int],
     if curves:
         lines += ['', f'![training curves]({osp.basename(curves)})']
     return '\n'.join(lines) + '\n'
+
+
+def summary(results: Dict, configs: Sequence[str], seeds: Sequence[int],
+            machine: str = '') -> Dict:
+    """What the page states, as JSON (next to the page): per run the accuracies, gains and
+    timings (no per-image vectors), the k = 5 vs k = 1 comparison and the shipped backbone."""
+    runs = {}
+    for c in configs:
+        for s in seeds:
+            r = results.get(run_key(c, s))
+            if r is not None:
+                runs[run_key(c, s)] = {k: r[k] for k in ('config', 'seed', 'data_root',
+                                                         'accuracy', 'gain', 'num_images',
+                                                         'steps', 'images_seen', 'seconds')}
+    out = dict(machine=machine, runs=runs)
+    if len(configs) >= 2:
+        out['first_minus_second'] = {
+            str(s): compare(results[run_key(configs[0], s)], results[run_key(configs[1], s)])
+            for s in seeds if run_key(configs[0], s) in results
+            and run_key(configs[1], s) in results}
+    if '_export' in results:
+        out['export'] = results['_export']
+    return out
 
 
 def readme_table(results: Dict, configs: Sequence[str], seeds: Sequence[int], page: str) -> str:
@@ -238,6 +261,7 @@ def run_cifar_benchmark(configs: Sequence[str] = BENCHMARK_CONFIGS, seeds: Seque
         plot_training_curves(dirs, curves, [run_key(c, s) for c in configs for s in seeds])
         with open(page, 'w') as f:
             f.write(format_page(results, configs, seeds, curves, machine))
+        save_results(summary(results, configs, seeds, machine), osp.splitext(page)[0] + '.json')
     if readme and page:
         with open(readme) as f:
             text = f.read()

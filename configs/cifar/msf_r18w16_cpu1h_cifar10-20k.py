@@ -1,0 +1,36 @@
+# The CPU-hour CIFAR benchmark (tools/cifar_benchmark.py): MSF w/s, k = 5, on the 20,000 / 2,000
+# CIFAR-10 images (--data-root ../shared/data/cifar10-jpg; default: the bundled 3,000 / 1,000).
+# What differs from the paper's recipe, and why: configs/cifar/README.md.
+_base_ = [
+    '../_base_/models/msf_r18_small.py',
+    '../_base_/datasets/cifar10_batch_views.py',
+    '../_base_/schedules/sgd_coslr_200e.py',
+    '../_base_/default_runtime.py',
+]
+max_epochs = 60
+view_size = 16  # training views; kNN embeds the 32 px images
+width = 16      # a quarter of ResNet-18's width: 128-d features
+weak_view = dict(size=view_size, scale=(0.2, 1.0), flip_prob=0.5)
+strong_view = dict(size=view_size, scale=(0.2, 1.0), flip_prob=0.5, jitter_prob=0.8,
+                   brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1, gray_prob=0.2)
+model = dict(
+    backbone=dict(base_channels=width),
+    neck=dict(in_channels=width * 8, hid_channels=512, out_channels=64, out_bn=True),
+    predictor=dict(in_channels=64, hid_channels=512, out_channels=64),
+    memory_bank=dict(size=8192, dim=64),
+    topk=5,
+    data_preprocessor=dict(type='BatchViewsDataPreprocessor', views=[weak_view, strong_view]))
+optim_wrapper = dict(optimizer=dict(lr=0.1, weight_decay=5e-4),
+                     paramwise_cfg=dict(custom_keys=dict(predictor=dict(lr_mult=10.0))))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=True, begin=0, end=1,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', T_max=max_epochs - 1, by_epoch=True, begin=1,
+         end=max_epochs, convert_to_iter_based=True),
+]
+train_cfg = dict(max_epochs=max_epochs, val_interval=10)
+default_hooks = dict(
+    logger=dict(interval=50),
+    checkpoint=dict(interval=5, max_keep_ckpts=1),
+    ema=dict(momentum=0.99, schedule='cosine', end_momentum=1.0),
+)
