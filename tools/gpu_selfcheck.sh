@@ -155,7 +155,8 @@ print("Python %d.%d.%d" % sys.version_info[:3], "torch", torch.__version__, "tor
         return 1
     printf '#!/bin/sh\nexec "%s" "$@"\n' "$py" >"$copy/bin/python3"  # the machine's python3
     chmod +x "$copy/bin/python3"
-    cmd="$(pack_command "$PACK_REL" " --cpu-rehearsal")"
+    # the same command; the CPU is far slower than the GPU, so its budget is the CPU's
+    cmd="$(pack_command "$PACK_REL" " --cpu-rehearsal --budget ${MMMSF_REHEARSAL_BUDGET:-3000}")"
     echo "[rehearse] $(($(date +%s) - t0)) s: in $copy/tree, offline (PIP_NO_INDEX=1, no pip"
     echo "           configuration, proxies unreachable), python3 = the stand-in: $cmd"
     (cd "$copy/tree" && env -u PIP_FIND_LINKS -u PIP_EXTRA_INDEX_URL -u PIP_INDEX_URL \
@@ -242,10 +243,12 @@ env_venv() {
     command -v "$py" >"$VENV/.base_python"
     if [ "$ENV_MODE" = system ]; then
         # the interpreter's own packages (torch ...) after the venv's: a .pth file, which also
-        # works where that interpreter is itself a venv (--system-site-packages would not)
+        # works where that interpreter is itself a venv (--system-site-packages would not);
+        # site.addsitedir also runs their .pth files (setuptools' distutils shim: Python 3.12
+        # has no distutils, and mmengine's collect_env imports it)
         "$py" -c 'import site, sys, sysconfig
 paths = [sysconfig.get_paths()[k] for k in ("purelib", "platlib")] + site.getsitepackages()
-print("\n".join(dict.fromkeys(p for p in paths if p)))' \
+print("\n".join("import site; site.addsitedir(%r)" % p for p in dict.fromkeys(p for p in paths if p)))' \
             >"$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/_base_interpreter.pth"
         "$PY" -c 'import torch; assert torch.version.cuda, "torch without CUDA"
 print("torch", torch.__version__, "CUDA", torch.version.cuda)' ||

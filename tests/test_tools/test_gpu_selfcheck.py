@@ -12,7 +12,7 @@ from tests.conftest import ROOT
 
 SCRIPT = osp.join(ROOT, 'tools', 'gpu_selfcheck.sh')
 STEPS = ('env_venv', 'env_install', 'env_mmcv', 'env_mmmsf', 'env_report', 'cuda_tests',
-         'bench_step_overhead', 'bench_step_throughput', 'bench_search_kernel', 'bench_memory',
+         'study_data', 'study_plan', 'study', 'study_export', 'bench_step_overhead', 'bench_step_throughput', 'bench_search_kernel', 'bench_memory',
          'bench_data_loading', 'mmcv_ops', 'mmcv_ops_check')
 
 
@@ -44,6 +44,7 @@ def test_dry_run_fails_and_names_each_broken_step(tmp_path):
     pytest target that lacks required GPU tests, and an environment step that is not defined."""
     text = open(SCRIPT).read()
     breaks = [('--shapes 256x128000x512', '--no-such-flag --shapes 256x128000x512'),
+              ('"train_cfg.max_epochs=$EPOCHS"', '"train_cfg.max_epoch=$EPOCHS"'),
               ('-m cuda tests/test_cuda ', '-m cuda tests/test_cuda/test_kmeans_gpu.py '),
               ('run_step env_mmcv 150 fn env_mmcv', 'run_step env_mmcv 150 fn env_mmcv_lite')]
     for old, new in breaks:
@@ -59,6 +60,7 @@ def test_dry_run_fails_and_names_each_broken_step(tmp_path):
     assert 'BROKEN' in lines['cuda_tests']
     assert 'test_syncbn_target_in_one_process_nccl_group' in lines['cuda_tests']
     assert 'BROKEN' in lines['env_mmcv'] and 'no function env_mmcv_lite' in lines['env_mmcv']
+    assert 'BROKEN' in lines['study'] and 'max_epoch' in lines['study']
     for step in ('bench_step_overhead', 'bench_memory', 'env_venv'):  # the rest still pass
         assert lines[step].split()[2] == 'ok', lines[step]
     assert 'FAILED' in r.stdout
