@@ -665,6 +665,8 @@ def summarize(d: str, budget: Optional[float], rehearsal: bool = False) -> int:
     with open(osp.join(d, 'summary.md'), 'w') as f:
         f.write('\n'.join(md))
     print('\n'.join(md))
+    if rehearsal:  # no GPU: every step that could run ran; the CUDA ones were skipped by name
+        return 0 if not failed else 1
     return 0 if complete else 1
 
 
