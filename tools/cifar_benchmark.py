@@ -5,6 +5,9 @@ scored by kNN against random init and raw pixels, with paired-bootstrap interval
     python tools/cifar_benchmark.py --data-root DIR --seeds 0 1 2                 # three seeds each
     python tools/cifar_benchmark.py --data-root DIR --page /tmp/p.md --no-export  # elsewhere
 
+Runs of one work dir may train in parallel processes (e.g. one per core: `--configs A --page ''`
+and `--configs B --page ''`, then the plain command writes the page from both).
+
 DIR is any CIFAR-10 ImageFolder with train/ and test/ (e.g. the full 50,000 / 10,000). Writes
 <work-dir>/results.json; re-running continues an interrupted benchmark (finished runs are kept,
 an interrupted run resumes from its last checkpoint). Then writes the results page and its curve
@@ -27,17 +30,20 @@ def main():
                    help='first = the shipped run; the first two are compared')
     p.add_argument('--seeds', type=int, nargs='+', default=[0])
     p.add_argument('--work-dir', default='work_dirs/cifar_benchmark')
-    p.add_argument('--page', default='docs/benchmarks/cifar_hour.md', help='results page')
+    p.add_argument('--page', default='docs/benchmarks/cifar_hour.md',
+                   help="results page ('' : train and score only)")
     p.add_argument('--checkpoint-dir', default='checkpoints')
     p.add_argument('--no-export', action='store_true', help='do not write checkpoints/')
     p.add_argument('--readme', help='fill this README\'s cifar-hour table (e.g. README.md)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    help='override config keys of every run (e.g. train_cfg.max_epochs=1)')
     args = p.parse_args()
-    run_cifar_benchmark(args.configs, args.seeds, args.data_root, args.work_dir, args.page,
-                        None if args.no_export else args.checkpoint_dir, args.readme,
+    export = not args.no_export and bool(args.page)
+    run_cifar_benchmark(args.configs, args.seeds, args.data_root, args.work_dir, args.page or None,
+                        args.checkpoint_dir if export else None, args.readme,
                         args.cfg_options, machine=machine_name())
-    print(f'results page: {args.page}')
+    if args.page:
+        print(f'results page: {args.page}')
 
 
 if __name__ == '__main__':

@@ -7,7 +7,7 @@ _base_ = [
     '../_base_/schedules/sgd_coslr_200e.py',
     '../_base_/default_runtime.py',
 ]
-max_epochs = 60
+max_epochs = 100
 view_size = 16  # training views; kNN embeds the 32 px images
 width = 16      # a quarter of ResNet-18's width: 128-d features
 weak_view = dict(size=view_size, scale=(0.2, 1.0), flip_prob=0.5)
@@ -15,7 +15,7 @@ strong_view = dict(size=view_size, scale=(0.2, 1.0), flip_prob=0.5, jitter_prob=
                    brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1, gray_prob=0.2)
 model = dict(
     backbone=dict(base_channels=width),
-    neck=dict(in_channels=width * 8, hid_channels=512, out_channels=64, out_bn=True),
+    neck=dict(in_channels=width * 8, hid_channels=512, out_channels=64),
     predictor=dict(in_channels=64, hid_channels=512, out_channels=64),
     memory_bank=dict(size=8192, dim=64),
     topk=5,

@@ -61,6 +61,19 @@ def save_results(results: Dict, path: str) -> None:
     os.replace(tmp, path)
 
 
+def add_result(path: str, key: str, record: Dict) -> Dict:
+    """Add one run to ``path`` under a file lock, re-reading it first: several benchmark
+    processes (one per config or seed, e.g. one per core) may share one work dir."""
+    import fcntl
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    with open(path + '.lock', 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        results = load_results(path)
+        results[key] = record
+        save_results(results, path)
+    return results
+
+
 def benchmark_run(config: str, seed: int, work_dir: str, data_root: Optional[str],
                   cfg_options: Optional[dict] = None) -> Dict:
     """Train one config / seed (resuming its work dir if interrupted) and score it."""
@@ -242,8 +255,8 @@ def run_cifar_benchmark(configs: Sequence[str] = BENCHMARK_CONFIGS, seeds: Seque
                 continue
             print(f'[cifar-benchmark] {key}: training', flush=True)
             run_dir = osp.join(work_dir, config_stem(config), f'seed{seed}')
-            results[key] = benchmark_run(config, seed, run_dir, data_root, cfg_options)
-            save_results(results, path)
+            record = benchmark_run(config, seed, run_dir, data_root, cfg_options)
+            results = add_result(path, key, record)
     if checkpoint_dir:
         first = results[run_key(configs[0], seeds[0])]
         out = osp.join(checkpoint_dir, config_stem(configs[0]) + '.pth')
