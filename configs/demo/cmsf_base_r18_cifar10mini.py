@@ -5,7 +5,6 @@
 # study (tools/study.py) trains the same configs with its own, longer budget.
 _base_ = './msf_r18_cifar10mini_ws.py'
 max_epochs = 4
-model = dict(topk=5)  # the MSF demo's k = 1 suits its short budget; CMSF searches k = 5
 param_scheduler = [dict(type='CosineAnnealingLR', T_max=max_epochs, by_epoch=True, begin=0,
                         end=max_epochs)]
 train_cfg = dict(max_epochs=max_epochs)

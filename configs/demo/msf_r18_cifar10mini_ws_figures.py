@@ -5,6 +5,5 @@
 #   python tools/analysis/plot_neighbours.py WORK_DIR --out neighbours.png  (Fig. 2)
 #   python tools/analysis/plot_tsne.py WORK_DIR --out tsne.png              (Table 2, right)
 _base_ = './msf_r18_cifar10mini_ws.py'
-model = dict(topk=5)  # the figures show MSF's k = 5 neighbourhoods
 default_hooks = dict(snapshots=dict(type='NeighbourSnapshotHook', interval=5, pool_size=2000,
                                    num_queries=8, k=8))
