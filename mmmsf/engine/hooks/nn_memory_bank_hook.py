@@ -35,7 +35,7 @@ class NNMemoryBankHook(Hook):
 
     def before_run(self, runner) -> None:
         model = self._model(runner)
-        if not getattr(model.memory_bank, 'distributed', False) or \
+        if not model.memory_bank.is_split or \
                 getattr(runner, '_mmmsf_full_state_saves', False):
             return
         save = runner.save_checkpoint  # master_only: the gather must happen on every rank
@@ -54,7 +54,7 @@ class NNMemoryBankHook(Hook):
         bank.check_batch(batch * get_world_size(), getattr(model, 'topk', 1))
         mib = bank.bank.numel() * bank.bank.element_size() / 2**20
         where = f' per rank, sharded over {get_world_size()} ranks' \
-            if getattr(bank, 'distributed', False) else ''
+            if bank.is_split else ''
         runner.logger.info(f'NN memory bank: {bank.size} x {bank.dim} {bank.bank.dtype} '
                            f'({mib:.1f} MiB{where}), global batch {batch * get_world_size()}, '
                            f'k={getattr(model, "topk", "?")}, search={bank.search_backend}')

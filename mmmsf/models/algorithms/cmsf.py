@@ -44,7 +44,7 @@ from mmengine.logging import MessageHub
 from mmmsf.registry import MODELS
 from mmmsf.utils.knn_search import unconstrained_ranks
 from mmmsf.utils.sharding import all_gather_rows
-from ..selectors import SelectorOutput
+from ..selectors import BaseSelector, SelectorOutput
 from .msf import MSF, target_std
 
 #: Message-hub info key of the per-step constrained-neighbour ranks (written here, read by
@@ -93,20 +93,23 @@ class CMSF(MSF):
             raise ValueError(f'CMSF loss_weights={loss_weights}: weights must be >= 0 and not '
                              'both 0.')
         self.constrained_selector = MODELS.build(constrained_selector)
-        if hasattr(self.constrained_selector, 'bind'):
-            self.constrained_selector.bind(self.memory_bank)
+        if not isinstance(self.constrained_selector, BaseSelector):
+            raise TypeError(f'CMSF constrained_selector {type(self.constrained_selector).__name__}'
+                            ' is not a BaseSelector: derive it from mmmsf.models.selectors.'
+                            'ConstrainedSelector (or BaseSelector).')
+        self.constrained_selector.bind(self.memory_bank)
         if embedding_cache is not None:
             cache_cfg = dict(embedding_cache)
             cache_cfg.setdefault('type', 'EmbeddingCache')
             cache_cfg.setdefault('dim', self.memory_bank.dim)
             cache_cfg.setdefault('device_limit', self.memory_bank.size)
-            cache_cfg.setdefault('sharded', getattr(self.memory_bank, 'sharded', False))
+            cache_cfg.setdefault('sharded', self.memory_bank.sharded)
             self.embedding_cache = MODELS.build(cache_cfg)
         else:
             self.embedding_cache = None
         self.extra_view = extra_view
         self.rank_stats = rank_stats
-        requires = tuple(getattr(self.constrained_selector, 'requires', ()))
+        requires = tuple(self.constrained_selector.requires)
         unknown = [r for r in requires if r not in SIDE_PROVIDED]
         if unknown:
             raise ValueError(f'{type(self.constrained_selector).__name__} requires {unknown}, '
@@ -149,9 +152,7 @@ class CMSF(MSF):
         if 'previous_target' in self._requires:
             prev, valid = self.embedding_cache.get(side['sample_idx'], device=u.device)
             out['previous_target'], out['previous_valid'] = prev, valid
-        step_inputs = getattr(self.constrained_selector, 'step_inputs', None)
-        if step_inputs is not None:
-            out.update(step_inputs(u, **side, **out))
+        out.update(self.constrained_selector.step_inputs(u, **side, **out))
         return out
 
     # ------------------------------------------------------------------ the step
@@ -161,8 +162,7 @@ class CMSF(MSF):
         """Keep the selector's state (M', per-slot labels) and the embedding cache in step with
         the bank ``slots`` this step's all-gathered targets were written to."""
         bank = self.memory_bank
-        if hasattr(self.constrained_selector, 'after_enqueue'):
-            self.constrained_selector.after_enqueue(bank, slots, u, **side)
+        self.constrained_selector.after_enqueue(bank, slots, u, **side)
         if self.embedding_cache is not None:
             emb, sample_idx = bank.read_written(slots)
             self.embedding_cache.update(sample_idx, emb)
@@ -202,7 +202,7 @@ class CMSF(MSF):
         """Unconstrained rank of each constrained neighbour (0 for unconstrained queries)."""
         bank = self.memory_bank
         chunk = min(bank.chunk_size, 16384)
-        if getattr(bank, 'distributed', False):  # a collective over all ranks' queries
+        if bank.is_split:  # a collective over all ranks' queries
             b, rank = u.shape[0], get_rank()
             idx_all = all_gather_rows(con.indices)
             rows = torch.nonzero(all_gather_rows(con.constrained)).flatten()

@@ -231,7 +231,7 @@ class MSF(BaseModel):
         bank = self.memory_bank
         # a sharded bank fetches the labels from their owners: every rank takes part
         any_label = bool(has_label.any())
-        if any_label or getattr(bank, 'distributed', False):
+        if any_label or bank.is_split:
             nb_labels = bank.get_labels(sel.indices[:, 1:])
         if any_label:
             same = (nb_labels == labels[:, None]).float()[has_label]

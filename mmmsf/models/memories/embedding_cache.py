@@ -76,10 +76,6 @@ class EmbeddingCache(ShardedState):
         """N, the images of the dataset (all ranks together when sharded)."""
         return self._num_images
 
-    @property
-    def distributed(self) -> bool:
-        return self.rows[1] - self.rows[0] < self._num_images
-
     def _layout(self, num_images: int) -> Tuple[int, int]:
         world = get_world_size() if self.sharded else 1
         rank = get_rank() if self.sharded else 0
@@ -141,7 +137,7 @@ class EmbeddingCache(ShardedState):
 
     def describe(self) -> str:
         where = str(self.embeddings.device) + (' (pinned)' if self.embeddings.is_pinned() else '')
-        shard = f', images {self.rows[0]}:{self.rows[1]} on this rank' if self.distributed \
+        shard = f', images {self.rows[0]}:{self.rows[1]} on this rank' if self.is_split \
             else ''
         return (f'embedding cache: {self.num_images} x {self.dim} {self.dtype} '
                 f'({self.nbytes / 2**20:.1f} MiB) on {where}, placement={self.placement!r}'
@@ -168,7 +164,7 @@ class EmbeddingCache(ShardedState):
         dev = self.embeddings.device
         idx = sample_idx.to(dev)
         emb = emb.detach().to(dev)
-        if self.distributed:  # this rank's images of the (all-gathered) batch
+        if self.is_split:  # this rank's images of the (all-gathered) batch
             start, stop = self.rows
             mine = (idx >= start) & (idx < stop)
             idx, emb = idx[mine] - start, emb[mine]
@@ -182,7 +178,7 @@ class EmbeddingCache(ShardedState):
         self._check()
         device = device or sample_idx.device
         ok = (sample_idx >= 0) & (sample_idx < self.num_images)
-        if self.distributed:  # a collective: every rank asks for its own rows
+        if self.is_split:  # a collective: every rank asks for its own rows
             idx = sample_idx.clamp(0, self.num_images - 1)
             per = sharding.rows_per_rank(self.num_images, get_world_size())
             emb = sharding.fetch_rows(self.embeddings, self.rows[0], per, idx)
@@ -208,7 +204,7 @@ class EmbeddingCache(ShardedState):
         None)`` elsewhere. Call it on every rank: with a sharded cache it is a collective that
         brings each rank's images to ``dst`` (what k-means and the pseudo-labeller train on)."""
         self._check()
-        if not self.distributed:
+        if not self.is_split:
             return self.valid_rows() if get_rank() == dst else (None, None)
         per = sharding.rows_per_rank(self.num_images, get_world_size())
         emb = sharding.gather_shards(self.embeddings, self.num_images, per, dst)
@@ -223,7 +219,7 @@ class EmbeddingCache(ShardedState):
         """Share of the dataset's images with a cached embedding (all ranks' when sharded)."""
         self._check()
         n = self.valid.sum().reshape(1).long()
-        if self.distributed:
+        if self.is_split:
             n = sharding.all_gather_rows(n).sum()
         return float(n) / self.num_images
 

@@ -25,7 +25,7 @@ so nothing bank-sized is allocated per step. ``benchmarks/`` measures both
 (docs/performance.md).
 """
 import warnings
-from typing import Callable, Optional, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
 
@@ -35,9 +35,8 @@ from mmmsf.registry import MODELS
 from mmmsf.utils import knn_search, sharding
 from mmmsf.utils.dist_utils import concat_all_gather
 from mmmsf.utils.slot_mask import SlotMask
+from .neighbour_bank import SlotFn
 from .sharded_state import ShardedState
-
-SlotFn = Callable[[int, int], torch.Tensor]
 
 _DTYPES = {'float32': torch.float32, 'float16': torch.float16, 'bfloat16': torch.bfloat16}
 
@@ -91,11 +90,6 @@ class NNMemoryBank(ShardedState):
         self._host_cache: dict = {}
         self._faiss_gpu: Optional[bool] = None
         self._last_write: Optional[Tuple[torch.Tensor, ...]] = None
-
-    @property
-    def distributed(self) -> bool:
-        """Sharded over more than one rank: searches and row look-ups are collectives."""
-        return self.local_size < self.size
 
     def check_batch(self, global_batch: int, k: int = 1) -> None:
         """Raise a clear error if the bank cannot work with this global batch and k."""
@@ -174,7 +168,7 @@ class NNMemoryBank(ShardedState):
                 self.sample_idx[dst].fill_(-1)
             else:
                 self.sample_idx[dst].copy_(sample_idx[src])
-        if self.distributed:  # what was written, for read_written() (no other rank has it)
+        if self.is_split:  # what was written, for read_written() (no other rank has it)
             self._last_write = (slots, emb.detach().to(self.bank.dtype),
                                 None if sample_idx is None else sample_idx.detach())
         new_ptr = (ptr + n) % self.size
@@ -195,7 +189,7 @@ class NNMemoryBank(ShardedState):
         the global slots. On a sharded bank this is a collective: every rank passes the same
         ``query`` rows and mask and gets the same answer, the replicated bank's.
         """
-        if not self.distributed:
+        if not self.is_split:
             return self._local_search(query, k, mask)
         return sharding.sharded_topk(query, k, self._local_search, self.shard, self.size, mask)
 
@@ -216,14 +210,14 @@ class NNMemoryBank(ShardedState):
         def local(q, kk, m):
             return knn_search.chunked_topk(q, keys, kk, self.chunk_size, m)
 
-        if not self.distributed:
+        if not self.is_split:
             return local(query, k, mask)
         return sharding.sharded_topk(query, k, local, self.shard, self.size, mask)
 
     @torch.no_grad()
     def count(self, mask: Union[torch.Tensor, SlotMask]) -> torch.Tensor:
         """|C(b)| of a (B, K) global-slot mask, (B,) int32 (a collective on a sharded bank)."""
-        if not self.distributed:
+        if not self.is_split:
             return SlotMask.coerce(mask).count(self.chunk_size)
         return sharding.sharded_count(mask, self.shard, self.chunk_size)
 
@@ -245,7 +239,7 @@ class NNMemoryBank(ShardedState):
 
     def read_written(self, slots: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """(embeddings as stored, dataset indices) of the slots the last enqueue wrote."""
-        if not self.distributed:
+        if not self.is_split:
             return self.bank[slots], self.sample_idx[slots]
         last = self._last_write
         if last is None or not torch.equal(last[0], slots.to(last[0].device)):
@@ -281,13 +275,13 @@ class NNMemoryBank(ShardedState):
     def get(self, indices: torch.Tensor) -> torch.Tensor:
         """Bank rows at global slots ``indices`` (any shape), in the storage dtype. Sharded:
         a collective in which every rank asks for its own rows (fetched from their owners)."""
-        if not self.distributed:
+        if not self.is_split:
             return self.bank[indices]
         return sharding.fetch_rows(self.bank, self.shard[0], self.local_size, indices)
 
     def get_labels(self, indices: torch.Tensor) -> torch.Tensor:
         """Labels of the entries at global slots ``indices`` (a collective when sharded)."""
-        if not self.distributed:
+        if not self.is_split:
             return self.labels[indices]
         return sharding.fetch_rows(self.labels, self.shard[0], self.local_size, indices)
 
@@ -297,7 +291,7 @@ class NNMemoryBank(ShardedState):
         """1-based rank of slot ``indices[b, j]`` in query ``b``'s unconstrained order (see
         :func:`~mmmsf.utils.knn_search.unconstrained_ranks`); a collective over the same rows
         on every rank when sharded."""
-        if not self.distributed:
+        if not self.is_split:
             return knn_search.unconstrained_ranks(query, self.bank, indices, chunk_size)
         return sharding.sharded_unconstrained_ranks(query, self.bank, self.shard[0], indices,
                                                     chunk_size)
@@ -308,7 +302,7 @@ class NNMemoryBank(ShardedState):
         return min(1.0, self.total_written / self.size)
 
     def extra_repr(self) -> str:
-        shard = f', slots {self.shard[0]}:{self.shard[1]} on this rank' if self.distributed \
+        shard = f', slots {self.shard[0]}:{self.shard[1]} on this rank' if self.is_split \
             else ''
         return (f'size={self.size}, dim={self.dim}, dtype={self.bank.dtype}, '
                 f'search={self.search_backend}, '

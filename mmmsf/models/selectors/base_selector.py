@@ -14,6 +14,14 @@ same for both banks as long as it reads per-slot data through the bank (``bank.s
 ``bank.count``, ``bank.search``/``bank.search_keys``); per-query extras ((B, ...) tensors)
 are cut to this rank's rows like the indices.
 
+A selector's life cycle, called by the algorithm that owns it (CMSF for its
+``constrained_selector``), no-ops here: :meth:`BaseSelector.bind` (allocate state shaped like
+the bank, once at build time), :meth:`BaseSelector.step_inputs` (side information derived from
+the step's queries, once per step before the enqueue, passed back to the other calls as
+keywords) and :meth:`BaseSelector.after_enqueue` (each step right after the step's targets were
+written to the bank, with the slots they went to). The bank's interface is
+:class:`~mmmsf.models.memories.NeighbourBank`.
+
 To add a selector: write one file with a registered subclass, name it in a config's
 ``model.selector`` (or CMSF's ``model.constrained_selector``); nothing else changes.
 """
@@ -25,6 +33,7 @@ import torch.nn as nn
 from mmengine.dist import get_rank, get_world_size
 
 from mmmsf.utils.sharding import all_gather_rows
+from ..memories.neighbour_bank import NeighbourBank
 
 
 @dataclass
@@ -45,16 +54,32 @@ class BaseSelector(nn.Module):
     """
     requires: Tuple[str, ...] = ()
 
-    def forward(self, query: torch.Tensor, bank, k: int, **side) -> SelectorOutput:
+    # ------------------------------------------------------------------ life cycle
+    def bind(self, bank: NeighbourBank) -> None:
+        """Allocate state shaped like ``bank`` (called once by the algorithm at build time)."""
+
+    def step_inputs(self, query: torch.Tensor, **side) -> Dict[str, object]:
+        """Side information this selector derives from the step's queries, once per step."""
+        return {}
+
+    @torch.no_grad()
+    def after_enqueue(self, bank: NeighbourBank, slots: torch.Tensor, query: torch.Tensor,
+                      **side) -> None:
+        """Called after this step's (all-gathered) targets went to ``slots`` of ``bank``."""
+
+    # ------------------------------------------------------------------ selection
+    def forward(self, query: torch.Tensor, bank: NeighbourBank, k: int,
+                **side) -> SelectorOutput:
         missing = [name for name in self.requires if side.get(name) is None]
         if missing:
             raise ValueError(f'{type(self).__name__} needs {missing}; the dataset/pipeline must '
                              'provide them (e.g. gt_label for supervised selectors).')
-        if getattr(bank, 'distributed', False):
+        if bank.is_split:
             return self._select_all_ranks(query, bank, k, side)
         return self.select(query, bank, k, **side)
 
-    def _select_all_ranks(self, query: torch.Tensor, bank, k: int, side: Dict) -> SelectorOutput:
+    def _select_all_ranks(self, query: torch.Tensor, bank: NeighbourBank, k: int,
+                          side: Dict) -> SelectorOutput:
         """Select for the all-gathered queries (the same on every rank); keep this rank's."""
         b, world = query.shape[0], get_world_size()
 
@@ -74,5 +99,6 @@ class BaseSelector(nn.Module):
                   for name, v in out.extras.items()}
         return SelectorOutput(out.indices[mine], out.constrained[mine], extras)
 
-    def select(self, query: torch.Tensor, bank, k: int, **side) -> SelectorOutput:
+    def select(self, query: torch.Tensor, bank: NeighbourBank, k: int,
+               **side) -> SelectorOutput:
         raise NotImplementedError

@@ -24,12 +24,9 @@ Rules shared by every constrained selector:
   to its own C, so neighbour #1 is the query itself as in MSF.
 
 State that a selector keeps (a second bank, per-slot labels, per-image cluster ids) lives in
-buffers, so it is saved in checkpoints and restored on resume. Optional methods let the
-algorithm keep it in step with the bank: :meth:`bind` (allocate state shaped like the bank, called
-once at build time), :meth:`step_inputs` (side information derived from the step's queries,
-computed once per step before the enqueue and passed back to the other two as keywords) and
-:meth:`after_enqueue` (called each step right after the step's targets were written to the bank,
-with the slots they went to). Per-slot state is held like the bank: this rank's slots only when
+buffers, so it is saved in checkpoints and restored on resume. The life-cycle methods of
+:class:`~mmmsf.models.selectors.BaseSelector` (``bind``, ``step_inputs``, ``after_enqueue``)
+keep it in step with the bank. Per-slot state is held like the bank: this rank's slots only when
 the bank is sharded (``bank.shard``, ``bank.local_slots``, ``bank.slot_fn``), registered with
 :meth:`register_sharded` so checkpoints hold it whole.
 """
@@ -38,6 +35,7 @@ from typing import Dict, Sequence, Tuple, Union
 import torch
 
 from mmmsf.utils.slot_mask import SlotMask
+from ..memories.neighbour_bank import NeighbourBank
 from ..memories.sharded_state import ShardedState
 from .base_selector import BaseSelector, SelectorOutput
 
@@ -53,33 +51,23 @@ class ConstrainedSelector(BaseSelector, ShardedState):
     """
     per_image_buffers: Sequence[str] = ()
 
-    # ------------------------------------------------------------------ life cycle
-    def bind(self, bank) -> None:
-        """Allocate state shaped like ``bank`` (called once by the algorithm at build time)."""
-
-    def step_inputs(self, query: torch.Tensor, **side) -> Dict[str, object]:
-        """Side information this selector derives from the step's queries, once per step."""
-        return {}
-
-    @torch.no_grad()
-    def after_enqueue(self, bank, slots: torch.Tensor, query: torch.Tensor, **side) -> None:
-        """Called after this step's (all-gathered) targets went to ``slots`` of ``bank``."""
-
     # ------------------------------------------------------------------ selection
-    def constraint_mask(self, query: torch.Tensor, bank,
+    def constraint_mask(self, query: torch.Tensor, bank: NeighbourBank,
                         **side) -> Tuple[Union[SlotMask, torch.Tensor], torch.Tensor]:
         """(mask (B, K): slot j is in C of query b, a SlotMask or bool tensor;
         constrained (B,) bool)."""
         raise NotImplementedError
 
     @torch.no_grad()
-    def select(self, query: torch.Tensor, bank, k: int, **side) -> SelectorOutput:
+    def select(self, query: torch.Tensor, bank: NeighbourBank, k: int,
+               **side) -> SelectorOutput:
         mask, constrained = self.constraint_mask(query, bank, **side)
         return self.topk_in_set(query, bank, k, mask, constrained)
 
     @staticmethod
     @torch.no_grad()
-    def topk_in_set(query: torch.Tensor, bank, k: int, mask: Union[SlotMask, torch.Tensor],
+    def topk_in_set(query: torch.Tensor, bank: NeighbourBank, k: int,
+                    mask: Union[SlotMask, torch.Tensor],
                     constrained: torch.Tensor) -> SelectorOutput:
         """Exact top-k of each constrained query inside its C (``mask`` row), plain top-k for the
         others; short sets are completed with the nearest entries outside C (module docstring).

@@ -12,6 +12,7 @@ import torch
 
 from mmmsf.registry import MODELS
 from mmmsf.utils.slot_mask import SlotMask
+from ..memories.neighbour_bank import NeighbourBank
 from .constrained_selector import ConstrainedSelector, per_image_lookup
 
 
@@ -35,7 +36,7 @@ class KMeansSelector(ConstrainedSelector):
         self.allocate_per_image('cluster_ids', ids.numel(), -1)
         self.cluster_ids.copy_(ids.to(self.cluster_ids.device, torch.long))
 
-    def constraint_mask(self, query: torch.Tensor, bank, sample_idx: torch.Tensor,
+    def constraint_mask(self, query: torch.Tensor, bank: NeighbourBank, sample_idx: torch.Tensor,
                         **side) -> Tuple[SlotMask, torch.Tensor]:
         if self.cluster_ids.numel() == 0:
             b = query.shape[0]

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from mmmsf.registry import MODELS
 from mmmsf.utils.dist_utils import concat_all_gather
 from mmmsf.utils.slot_mask import SlotMask
+from ..memories.neighbour_bank import NeighbourBank
 from .constrained_selector import ConstrainedSelector, per_image_lookup
 
 
@@ -68,7 +69,7 @@ class PseudoLabelSelector(ConstrainedSelector):
             p.requires_grad = False
         self.classifier.eval()
 
-    def bind(self, bank) -> None:
+    def bind(self, bank: NeighbourBank) -> None:
         if self.in_channels is None:
             self._build_classifier(bank.dim)
         elif self.in_channels != bank.dim:
@@ -166,8 +167,8 @@ class PseudoLabelSelector(ConstrainedSelector):
         return self.constraint_labels(query, sample_idx, labels)
 
     @torch.no_grad()
-    def after_enqueue(self, bank, slots: torch.Tensor, query: torch.Tensor, sample_idx=None,
-                      labels=None, pseudo_labels=None, **side) -> None:
+    def after_enqueue(self, bank: NeighbourBank, slots: torch.Tensor, query: torch.Tensor,
+                      sample_idx=None, labels=None, pseudo_labels=None, **side) -> None:
         """Write the (all-gathered) constraint labels of this step's entries to their slots."""
         lab = self._labels_of(query, sample_idx, labels, pseudo_labels)['labels']
         lab_all = concat_all_gather(lab)
@@ -177,17 +178,17 @@ class PseudoLabelSelector(ConstrainedSelector):
         mine, local = bank.local_slots(slots.to(self.slot_labels.device))
         self.slot_labels[local] = lab_all.to(self.slot_labels.device)[mine]
 
-    def _mask(self, bank, q_lab: torch.Tensor) -> SlotMask:
+    def _mask(self, bank: NeighbourBank, q_lab: torch.Tensor) -> SlotMask:
         return SlotMask.same_key(q_lab, bank.slot_fn(self.slot_labels), bank.size)
 
-    def constraint_mask(self, query: torch.Tensor, bank, sample_idx: torch.Tensor,
+    def constraint_mask(self, query: torch.Tensor, bank: NeighbourBank, sample_idx: torch.Tensor,
                         labels: torch.Tensor, pseudo_labels=None,
                         **side) -> Tuple[SlotMask, torch.Tensor]:
         q_lab = self._labels_of(query, sample_idx, labels, pseudo_labels)['labels']
         return self._mask(bank, q_lab), q_lab >= 0
 
     @torch.no_grad()
-    def select(self, query: torch.Tensor, bank, k: int, sample_idx: torch.Tensor,
+    def select(self, query: torch.Tensor, bank: NeighbourBank, k: int, sample_idx: torch.Tensor,
                labels: torch.Tensor, pseudo_labels=None, **side):
         info = self._labels_of(query, sample_idx, labels, pseudo_labels)
         q_lab = info['labels']

@@ -5,6 +5,7 @@ import torch
 
 from mmmsf.registry import MODELS
 from mmmsf.utils.slot_mask import SlotMask
+from ..memories.neighbour_bank import NeighbourBank
 from .constrained_selector import ConstrainedSelector
 
 
@@ -19,6 +20,6 @@ class SupervisedSelector(ConstrainedSelector):
     """
     requires = ('labels', )
 
-    def constraint_mask(self, query: torch.Tensor, bank, labels: torch.Tensor,
+    def constraint_mask(self, query: torch.Tensor, bank: NeighbourBank, labels: torch.Tensor,
                         **side) -> Tuple[SlotMask, torch.Tensor]:
         return SlotMask.same_key(labels, bank.slot_fn(bank.labels), bank.size), labels >= 0

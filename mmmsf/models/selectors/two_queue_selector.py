@@ -32,6 +32,7 @@ from mmmsf.utils.dist_utils import concat_all_gather
 from mmmsf.utils.knn_search import DEFAULT_CHUNK
 from mmmsf.utils.sharding import random_unit_rows
 from mmmsf.utils.slot_mask import SlotMask
+from ..memories.neighbour_bank import NeighbourBank
 from .constrained_selector import ConstrainedSelector
 
 SECOND_QUERY_SOURCES = {'third_view': 'extra_view_target', 'previous_visit': 'previous_target'}
@@ -61,7 +62,7 @@ class TwoQueueSelector(ConstrainedSelector):
         self.requires = (SECOND_QUERY_SOURCES[second_query], )
         self.chunk_size = DEFAULT_CHUNK
 
-    def bind(self, bank) -> None:
+    def bind(self, bank: NeighbourBank) -> None:
         self.chunk_size = bank.chunk_size
         # sharded like M (same random stream as one randn(K, D) of the replicated M')
         second = random_unit_rows(bank.size, bank.dim, keep=bank.shard).to(bank.bank.dtype)
@@ -83,7 +84,8 @@ class TwoQueueSelector(ConstrainedSelector):
         return u2, valid
 
     @torch.no_grad()
-    def after_enqueue(self, bank, slots: torch.Tensor, query: torch.Tensor, **side) -> None:
+    def after_enqueue(self, bank: NeighbourBank, slots: torch.Tensor, query: torch.Tensor,
+                      **side) -> None:
         """Write the step's (all-gathered) u' into the M' slots aligned with M's."""
         self._check_bound()
         u2, valid = self._second(side)
@@ -95,7 +97,7 @@ class TwoQueueSelector(ConstrainedSelector):
         self.second_bank[local] = u2_all.to(self.second_bank)[mine]
         self.second_valid[local] = valid_all.to(self.second_valid.device)[mine]
 
-    def constraint_mask(self, query: torch.Tensor, bank,
+    def constraint_mask(self, query: torch.Tensor, bank: NeighbourBank,
                         **side) -> Tuple[SlotMask, torch.Tensor]:
         self._check_bound()
         u2, valid = self._second(side)
