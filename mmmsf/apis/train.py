@@ -10,9 +10,9 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from mmmsf.models.memories.sharded_state import SHARD_KEY, ShardedState
 from mmmsf.utils.checkpoint import safe_load
 from mmmsf.utils.config_text import reuse_config_formatting
+from mmmsf.utils.sharded_state import SHARD_KEY, split_modules
 from mmmsf.utils.work_dir_lock import work_dir_lock
 
 
@@ -127,13 +127,11 @@ def check_checkpoint_fits(model: torch.nn.Module, path: str, max_listed: int = 5
         else {}
     mine = {k: (tuple(v.shape), v.numel()) for k, v in model.state_dict().items()}
     # a sharded table holds this rank's rows; checkpoints hold it whole (its global shape)
-    for mod_name, mod in model.named_modules():
-        if isinstance(mod, ShardedState) and mod.is_split:
-            prefix = mod_name + '.' if mod_name else ''
-            mine.pop(prefix + SHARD_KEY, None)
-            for name, (total, *_) in mod._sharded_tables().items():
-                shape, numel = mine[prefix + name]
-                mine[prefix + name] = ((total,) + shape[1:], numel)
+    for mod_name, mod in split_modules(model):
+        prefix = mod_name + '.' if mod_name else ''
+        mine.pop(prefix + SHARD_KEY, None)
+        for name, shape in mod.checkpoint_shapes().items():
+            mine[prefix + name] = (shape, mine[prefix + name][1])
     # per-image buffers (embedding cache, cluster ids, ...) are allocated by hooks before the
     # run: an empty model tensor takes any shape
     differ: List[str] = [f'{k}: checkpoint {tuple(v.shape)} vs model {mine[k][0]}'
@@ -269,9 +267,8 @@ def keep_own_shards(runner: Runner, model: torch.nn.Module) -> None:
     rows, so rank 0's rows overwrote the others' (rank 1 of 2 began with rows 0..K/2 instead
     of K/2..K): a sharded run began from another bank than the replicated one. The tables of
     split sharded modules are put back after that broadcast."""
-    tables = [(mod, name) for mod in model.modules()
-              if isinstance(mod, ShardedState) and mod.is_split
-              for name in mod._sharded_tables()]
+    tables = [(mod, name) for _, mod in split_modules(model)
+              for name in mod.checkpoint_shapes()]
     if not tables:
         return
     init = runner._init_model_weights

@@ -5,6 +5,7 @@ from mmengine.hooks import Hook
 
 from mmmsf.registry import HOOKS
 from mmmsf.utils.misc import get_ori_model
+from mmmsf.utils.sharded_state import SHARD_KEY
 
 
 @HOOKS.register_module()
@@ -72,7 +73,7 @@ class NNMemoryBankHook(Hook):
         if key is None:
             return
         bank = self._model(runner).memory_bank
-        if key[:-len('bank')] + 'shard_rows' in state:
+        if key[:-len('bank')] + SHARD_KEY in state:
             raise ValueError(f'the checkpoint holds one rank\'s shard of {key}, not the whole '
                              'bank: resume from a checkpoint the Runner saved (NNMemoryBankHook '
                              'gathers the whole bank before every save).')

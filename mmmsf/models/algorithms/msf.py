@@ -25,7 +25,7 @@ from mmengine.structures import BaseDataElement
 
 from mmmsf.registry import MODELS
 from mmmsf.utils.dist_utils import batch_shuffle, batch_unshuffle
-from ..memories.sharded_state import ShardedState
+from mmmsf.utils.sharded_state import full_state
 from ..selectors import SelectorOutput
 
 
@@ -108,14 +108,8 @@ class MSF(BaseModel):
         shapes. Entering gathers them to ``dst``'s CPU: call it on every rank (a collective;
         nothing to do for a replicated bank). The Runner's checkpoints do this by themselves
         (``NNMemoryBankHook``)."""
-        parts = [m for m in self.modules() if isinstance(m, ShardedState) and m.is_split]
-        for m in parts:
-            m.gather_full_state(dst)
-        try:
+        with full_state(self, dst):
             yield self
-        finally:
-            for m in parts:
-                m.release_full_state()
 
     # ------------------------------------------------------------------ embeddings
     def extract_feat(self, inputs: torch.Tensor) -> torch.Tensor:

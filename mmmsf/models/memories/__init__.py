@@ -1,5 +1,5 @@
 from .embedding_cache import EmbeddingCache
+from .neighbour_bank import NeighbourBank
 from .nn_memory_bank import NNMemoryBank
-from .sharded_state import ShardedState
 
-__all__ = ['EmbeddingCache', 'NNMemoryBank', 'ShardedState']
+__all__ = ['EmbeddingCache', 'NeighbourBank', 'NNMemoryBank']

@@ -33,7 +33,7 @@ from mmengine.dist import get_rank, get_world_size
 
 from mmmsf.registry import MODELS
 from mmmsf.utils import sharding
-from .sharded_state import SHARD_KEY, ShardedState
+from mmmsf.utils.sharded_state import SHARD_KEY, ShardedState
 
 _DTYPES = {'float32': torch.float32, 'float16': torch.float16, 'bfloat16': torch.bfloat16}
 PLACEMENTS = ('auto', 'device', 'cpu', 'pinned')

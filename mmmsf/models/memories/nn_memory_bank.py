@@ -15,7 +15,7 @@ on the all-gathered queries): each rank searches its shard, the owners of the qu
 candidates, and every rank gets exactly the replicated bank's neighbours, in the same order,
 ties by global slot (:mod:`mmmsf.utils.sharding`). :meth:`get` and :meth:`get_labels` fetch the
 rows a rank's loss needs from their owners. Checkpoints hold the whole bank
-(:mod:`.sharded_state`), so a run resumes on any world size, sharded or not.
+(:mod:`mmmsf.utils.sharded_state`), so a run resumes on any world size, sharded or not.
 
 Cost per step (paper Table 1: the search is 0.72% of a step with 128K slots, 6.78% with 1M):
 the write is an in-place copy into the ring at a pointer mirrored on the host (no device sync);
@@ -34,9 +34,9 @@ from mmengine.dist import get_rank, get_world_size
 from mmmsf.registry import MODELS
 from mmmsf.utils import knn_search, sharding
 from mmmsf.utils.dist_utils import concat_all_gather
+from mmmsf.utils.sharded_state import ShardedState
 from mmmsf.utils.slot_mask import SlotMask
 from .neighbour_bank import SlotFn
-from .sharded_state import ShardedState
 
 _DTYPES = {'float32': torch.float32, 'float16': torch.float16, 'bfloat16': torch.bfloat16}
 

@@ -34,9 +34,9 @@ from typing import Dict, Sequence, Tuple, Union
 
 import torch
 
+from mmmsf.utils.sharded_state import ShardedState
 from mmmsf.utils.slot_mask import SlotMask
 from ..memories.neighbour_bank import NeighbourBank
-from ..memories.sharded_state import ShardedState
 from .base_selector import BaseSelector, SelectorOutput
 
 

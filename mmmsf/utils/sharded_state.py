@@ -21,7 +21,8 @@ checkpoint of any world size, sharded or not, resumes on any other. A state dict
 the gather on a multi-rank run holds only this rank's rows and says so (``<prefix>shard_rows``);
 loading it anywhere but into the very same shard is an error naming the fix.
 """
-from typing import Dict, Optional, Tuple
+import contextlib
+from typing import Dict, Iterator, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -52,6 +53,12 @@ class ShardedState(nn.Module):
         """Whether this rank holds only part of the registered tables (more than one rank)."""
         return any(stop - start < total
                    for total, start, stop, _ in self._sharded_tables().values())
+
+    def checkpoint_shapes(self) -> Dict[str, Tuple[int, ...]]:
+        """Registered table name -> its shape in a checkpoint (the whole table: the global
+        number of rows, this rank's shape otherwise)."""
+        return {name: (total, ) + tuple(getattr(self, name).shape[1:])
+                for name, (total, *_) in self._sharded_tables().items()}
 
     # ------------------------------------------------------------------ saving
     @torch.no_grad()
@@ -124,3 +131,26 @@ class ShardedState(nn.Module):
         state_dict = self._reshard(state_dict, prefix, unexpected_keys)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)
+
+
+def split_modules(module: nn.Module) -> Iterator[Tuple[str, ShardedState]]:
+    """(name, submodule) of every :class:`ShardedState` in ``module`` that is split across
+    ranks (``is_split``)."""
+    for name, mod in module.named_modules():
+        if isinstance(mod, ShardedState) and mod.is_split:
+            yield name, mod
+
+
+@contextlib.contextmanager
+def full_state(module: nn.Module, dst: int = 0) -> Iterator[nn.Module]:
+    """Within the block, ``module.state_dict()`` on rank ``dst`` holds every split table whole,
+    under the keys and shapes of the replicated ones. Entering gathers them to ``dst``'s CPU:
+    call it on every rank (a collective; nothing to do when no table is split)."""
+    parts = [mod for _, mod in split_modules(module)]
+    for mod in parts:
+        mod.gather_full_state(dst)
+    try:
+        yield module
+    finally:
+        for mod in parts:
+            mod.release_full_state()
