@@ -22,8 +22,11 @@ def test_config_builds_model(path):
     assert model.memory_bank.size % 256 == 0 or 'demo' in path or 'study' in path
     assert model.memory_bank.size >= model.topk
     if 'train_dataloader' in cfg:
-        pipe = cfg.train_dataloader.dataset.pipeline
-        assert any(t['type'] == 'MultiView' for t in pipe)
+        pipe = [t['type'] for t in cfg.train_dataloader.dataset.pipeline]
+        if cfg.model.data_preprocessor.type == 'BatchViewsDataPreprocessor':
+            assert 'RecordAugSeed' in pipe and 'MultiView' not in pipe  # views made on the batch
+        else:
+            assert 'MultiView' in pipe
     del model
 
 

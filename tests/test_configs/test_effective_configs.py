@@ -21,6 +21,26 @@ EXPECTED = {
         [('MomentumUpdateHook', dict(momentum=0.99)),
          ('NNMemoryBankHook', dict(interval=50)),
          ('RandomStateHook', {})]),
+    'configs/cifar/byol-asym_r18_200e_cifar10.py': (
+        {'type': 'MSF', 'topk': 1, 'bank': 16384, 'dim': 128},
+        [('MomentumUpdateHook', dict(momentum=0.99, schedule='cosine', end_momentum=1.0)),
+         ('NNMemoryBankHook', dict(interval=50)),
+         ('RandomStateHook', {})]),
+    'configs/cifar/byol-asym_r18w16_cpu1h_cifar10-20k.py': (
+        {'type': 'MSF', 'topk': 1, 'bank': 8192, 'dim': 64},
+        [('MomentumUpdateHook', dict(momentum=0.99, schedule='cosine', end_momentum=1.0)),
+         ('NNMemoryBankHook', dict(interval=50)),
+         ('RandomStateHook', {})]),
+    'configs/cifar/msf_r18_200e_cifar10.py': (
+        {'type': 'MSF', 'topk': 5, 'bank': 16384, 'dim': 128},
+        [('MomentumUpdateHook', dict(momentum=0.99, schedule='cosine', end_momentum=1.0)),
+         ('NNMemoryBankHook', dict(interval=50)),
+         ('RandomStateHook', {})]),
+    'configs/cifar/msf_r18w16_cpu1h_cifar10-20k.py': (
+        {'type': 'MSF', 'topk': 5, 'bank': 8192, 'dim': 64},
+        [('MomentumUpdateHook', dict(momentum=0.99, schedule='cosine', end_momentum=1.0)),
+         ('NNMemoryBankHook', dict(interval=50)),
+         ('RandomStateHook', {})]),
     'configs/cmsf/cmsf_2q_prev_r50_200e.py': (
         {'type': 'CMSF', 'topk': 5, 'bank': 128000, 'dim': 512, 'selector': 'TwoQueueSelector', 'weights': (0.5, 0.5)},
         [('MomentumUpdateHook', dict(momentum=0.99)),
@@ -99,7 +119,7 @@ EXPECTED = {
          ('ConstrainedRankHook', dict(interval=5)),
          ('RandomStateHook', {})]),
     'configs/demo/msf_r18_cifar10mini_ws.py': (
-        {'type': 'MSF', 'topk': 1, 'bank': 2048, 'dim': 64},
+        {'type': 'MSF', 'topk': 5, 'bank': 2048, 'dim': 64},
         [('MomentumUpdateHook', dict(momentum=0.99)),
          ('NNMemoryBankHook', dict(interval=5)),
          ('RandomStateHook', {})]),
