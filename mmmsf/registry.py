@@ -15,6 +15,7 @@ from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPP
 from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
 from mmengine.registry import OPTIMIZERS as MMENGINE_OPTIMIZERS
 from mmengine.registry import PARAM_SCHEDULERS as MMENGINE_PARAM_SCHEDULERS
+from mmengine.registry import RUNNERS as MMENGINE_RUNNERS
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import WEIGHT_INITIALIZERS as MMENGINE_WEIGHT_INITIALIZERS
 from mmengine.registry import Registry
@@ -29,6 +30,7 @@ TRANSFORMS = Registry(
     'transform', parent=MMENGINE_TRANSFORMS, locations=['mmmsf.datasets.transforms'])
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, locations=['mmmsf.engine.hooks'])
 LOOPS = Registry('loop', parent=MMENGINE_LOOPS, locations=['mmmsf.engine.runner'])
+RUNNERS = Registry('runner', parent=MMENGINE_RUNNERS, locations=['mmmsf.engine.runner'])
 METRICS = Registry('metric', parent=MMENGINE_METRICS, locations=['mmmsf.evaluation'])
 OPTIMIZERS = Registry('optimizer', parent=MMENGINE_OPTIMIZERS, locations=['mmmsf.engine'])
 OPTIM_WRAPPERS = Registry(

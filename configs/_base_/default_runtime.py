@@ -1,5 +1,9 @@
 # Runtime shared by every pre-training config.
 default_scope = 'mmmsf'
+# mmengine's Runner, plus: checkpoints hold a sharded memory bank (and CMSF's sharded state)
+# whole, gathered on rank 0 before each save; each rank keeps its own rows through the weight
+# initialisation's broadcast (mmmsf/engine/runner/sharded_state_runner.py).
+runner_type = 'ShardedStateRunner'
 
 # The method's hooks are keyed here too (mmengine's default_hooks takes any name), so a derived
 # config adds or changes one hook by its key (e.g. ``default_hooks = dict(kmeans=dict(...))``)

@@ -24,7 +24,7 @@ KNOWN_TOP_LEVEL_KEYS = {
     'resume', 'launcher', 'env_cfg', 'log_processor', 'log_level', 'visualizer',
     'default_scope', 'randomness', 'experiment_name', 'cfg', 'model_wrapper_cfg', 'strategy',
     'compile', 'sync_bn', 'find_unused_parameters', 'vis_backends', 'custom_imports',
-    'activation_checkpointing', 'efficient_conv_bn_eval',
+    'activation_checkpointing', 'efficient_conv_bn_eval', 'runner_type',
     # mmmsf
     'knn_train_dataloader', 'knn_test_dataloader', 'knn_cfg', 'linear_cfg', 'transfer_cfg',
     'data_root',

@@ -10,6 +10,7 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
+from mmmsf.registry import RUNNERS
 from mmmsf.utils.checkpoint import safe_load
 from mmmsf.utils.config_text import reuse_config_formatting
 from mmmsf.utils.sharded_state import SHARD_KEY, split_modules
@@ -243,44 +244,17 @@ def check_bank_and_batch(cfg: Config, world: int) -> None:
 def _build_and_train(cfg: Config) -> Runner:
     if 'runner_type' not in cfg:
         runner = Runner.from_cfg(cfg)
-    else:
-        from mmengine.registry import RUNNERS
+    else:  # mmmsf's ShardedStateRunner (default_runtime.py), or any registered Runner
         runner = RUNNERS.build(cfg)
     model = runner.model.module if hasattr(runner.model, 'module') else runner.model
     if cfg.get('load_from'):  # resume or load_from: the whole model must fit, in one message
         check_checkpoint_fits(model, cfg.load_from, resume=bool(cfg.get('resume')))
-    keep_own_shards(runner, model)
     save_rank0_norm_statistics_everywhere(runner, model)
     try:
         runner.train()
     finally:
         release_loader_workers(runner)
     return runner
-
-
-def keep_own_shards(runner: Runner, model: torch.nn.Module) -> None:
-    """Keep every rank's own rows of a sharded table through the Runner's weight
-    initialisation.
-
-    After ``init_weights`` mmengine's ``Runner._init_model_weights`` broadcasts every tensor of
-    ``model.state_dict()`` from rank 0. A sharded memory bank's state dict holds the rank's own
-    rows, so rank 0's rows overwrote the others' (rank 1 of 2 began with rows 0..K/2 instead
-    of K/2..K): a sharded run began from another bank than the replicated one. The tables of
-    split sharded modules are put back after that broadcast."""
-    tables = [(mod, name) for _, mod in split_modules(model)
-              for name in mod.checkpoint_shapes()]
-    if not tables:
-        return
-    init = runner._init_model_weights
-
-    def init_keeping_shards() -> None:
-        own = [getattr(mod, name).detach().clone() for mod, name in tables]
-        init()
-        with torch.no_grad():
-            for (mod, name), rows in zip(tables, own):
-                getattr(mod, name).copy_(rows)
-
-    runner._init_model_weights = init_keeping_shards
 
 
 def save_rank0_norm_statistics_everywhere(runner: Runner, model: torch.nn.Module) -> None:

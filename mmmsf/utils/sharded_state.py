@@ -9,9 +9,9 @@ name of the tensor attribute, the global number of rows and this rank's rows ``[
 before the write: :meth:`ShardedState.gather_full_state` (called on every rank, a collective)
 gathers each table into rank 0's CPU memory, ``world x chunk`` rows at a time, and while it is
 held there ``state_dict()`` on rank 0 holds the whole tables under the keys and shapes of the
-replicated ones. ``NNMemoryBankHook`` does this around every ``runner.save_checkpoint``, and
-``model.full_state()`` is the same as a context manager. We gather rather than write one file
-per shard because the checkpoint then stays one self-contained file that any world size, a
+replicated ones. ``ShardedStateRunner.save_checkpoint`` does this before every checkpoint, and
+:func:`full_state` (``model.full_state()``) is the same as a context manager. We gather rather
+than write one file per shard because the checkpoint then stays one self-contained file that any world size, a
 replicated bank, the converters and the analysis tools read as they are, and that
 ``max_keep_ckpts``, ``last_checkpoint`` and copying by hand handle like any other; the price is
 ``K x D`` bytes of rank 0's host memory during a save (4 GiB for a 2M x 512 float32 bank).
@@ -111,7 +111,7 @@ class ShardedState(nn.Module):
                     raise ValueError(
                         f'{key} holds rows {m_start}:{m_stop} of {m_total} (one rank of a '
                         f'{m_world}-rank sharded run), not the whole table: this rank needs '
-                        f'rows {start}:{stop}. Save with the Runner (NNMemoryBankHook gathers '
+                        f'rows {start}:{stop}. Save with the Runner (ShardedStateRunner gathers '
                         'the whole bank before every checkpoint) or inside '
                         '`with model.full_state(): model.state_dict()`.')
                 continue

@@ -6,6 +6,7 @@ from mmengine.hooks import Hook
 from mmmsf.registry import HOOKS
 from mmmsf.utils.misc import get_ori_model
 from mmmsf.utils.sharded_state import SHARD_KEY
+from ..runner.sharded_state_runner import ShardedStateRunner
 
 
 @HOOKS.register_module()
@@ -19,10 +20,11 @@ class NNMemoryBankHook(Hook):
       label (paper Fig. 4) -- are logged.
     * ``after_load_checkpoint``: the saved bank must have the configured shape, so a resumed run
       continues with the very same bank and pointer (buffers of the model's state dict).
-    * a **sharded** bank on several ranks: every ``runner.save_checkpoint`` (which writes on rank
-      0 only) is preceded, on every rank, by the gather of the whole bank -- and M', the slot
-      labels and the per-image cache -- to rank 0 (``model.full_state()``), so each checkpoint
-      holds them whole and resumes on any world size, sharded or not.
+    * a **sharded** bank on several ranks needs the
+      :class:`~mmmsf.engine.runner.ShardedStateRunner` (``runner_type`` of
+      ``configs/_base_/default_runtime.py``), whose checkpoints hold the whole bank -- and M',
+      the slot labels and the per-image cache -- and resume on any world size: one clear error
+      before the run otherwise.
     """
 
     priority = 'NORMAL'
@@ -35,18 +37,13 @@ class NNMemoryBankHook(Hook):
         return get_ori_model(runner.model)
 
     def before_run(self, runner) -> None:
-        model = self._model(runner)
-        if not model.memory_bank.is_split or \
-                getattr(runner, '_mmmsf_full_state_saves', False):
-            return
-        save = runner.save_checkpoint  # master_only: the gather must happen on every rank
-
-        def save_checkpoint(*args, **kwargs):
-            with model.full_state():
-                return save(*args, **kwargs)
-
-        runner.save_checkpoint = save_checkpoint
-        runner._mmmsf_full_state_saves = True
+        bank = self._model(runner).memory_bank
+        if bank.is_split and not isinstance(runner, ShardedStateRunner):
+            raise ValueError(
+                f'model.memory_bank.sharded=True on {get_world_size()} processes needs '
+                f"runner_type='ShardedStateRunner' (configs/_base_/default_runtime.py sets it; "
+                f'this run has {type(runner).__name__}): with it each checkpoint holds the '
+                'whole bank and every rank begins with its own rows.')
 
     def before_train(self, runner) -> None:
         model = self._model(runner)
@@ -75,7 +72,7 @@ class NNMemoryBankHook(Hook):
         bank = self._model(runner).memory_bank
         if key[:-len('bank')] + SHARD_KEY in state:
             raise ValueError(f'the checkpoint holds one rank\'s shard of {key}, not the whole '
-                             'bank: resume from a checkpoint the Runner saved (NNMemoryBankHook '
+                             'bank: resume from a checkpoint the Runner saved (ShardedStateRunner '
                              'gathers the whole bank before every save).')
         if tuple(state[key].shape) != (bank.size, bank.dim):
             raise ValueError(f'checkpoint memory bank {tuple(state[key].shape)} differs from the '

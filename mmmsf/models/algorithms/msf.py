@@ -107,7 +107,7 @@ class MSF(BaseModel):
         (the bank, M', the slot labels, the per-image cache), under the replicated keys and
         shapes. Entering gathers them to ``dst``'s CPU: call it on every rank (a collective;
         nothing to do for a replicated bank). The Runner's checkpoints do this by themselves
-        (``NNMemoryBankHook``)."""
+        (``ShardedStateRunner``)."""
         with full_state(self, dst):
             yield self
 
