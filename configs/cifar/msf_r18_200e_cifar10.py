@@ -7,17 +7,13 @@
 # linearly with the batch. Not yet run on a GPU (docs/gpu_selfcheck.md).
 _base_ = './msf_r18w16_cpu1h_cifar10-20k.py'
 max_epochs = 200
-view_size = 32
 width = 64
-weak_view = dict(size=view_size, scale=(0.2, 1.0), flip_prob=0.5)
-strong_view = dict(size=view_size, scale=(0.2, 1.0), flip_prob=0.5, jitter_prob=0.8,
-                   brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1, gray_prob=0.2)
 model = dict(
     backbone=dict(base_channels=width),
     neck=dict(in_channels=width * 8, hid_channels=1024, out_channels=128),
     predictor=dict(in_channels=128, hid_channels=1024, out_channels=128),
     memory_bank=dict(size=16384, dim=128),
-    data_preprocessor=dict(views=[weak_view, strong_view]))
+    data_preprocessor=dict(size=32))
 train_dataloader = dict(batch_size=256, num_workers=8)
 optim_wrapper = dict(optimizer=dict(lr=0.2))
 param_scheduler = [

@@ -8,18 +8,17 @@ _base_ = [
     '../_base_/default_runtime.py',
 ]
 max_epochs = 100
-view_size = 16  # training views; kNN embeds the 32 px images
-width = 16      # a quarter of ResNet-18's width: 128-d features
-weak_view = dict(size=view_size, scale=(0.2, 1.0), flip_prob=0.5)
-strong_view = dict(size=view_size, scale=(0.2, 1.0), flip_prob=0.5, jitter_prob=0.8,
-                   brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1, gray_prob=0.2)
+width = 16  # a quarter of ResNet-18's width: 128-d features
 model = dict(
     backbone=dict(base_channels=width),
     neck=dict(in_channels=width * 8, hid_channels=512, out_channels=64),
     predictor=dict(in_channels=64, hid_channels=512, out_channels=64),
     memory_bank=dict(size=8192, dim=64),
     topk=5,
-    data_preprocessor=dict(type='BatchViewsDataPreprocessor', views=[weak_view, strong_view]))
+    # w/s views of cifar10_batch_views.py at 16 px (kNN embeds the 32 px images)
+    data_preprocessor=dict(type='BatchViewsDataPreprocessor',
+                           views=[{{_base_.weak_view}}, {{_base_.strong_view}}],
+                           size=16))
 optim_wrapper = dict(optimizer=dict(lr=0.1, weight_decay=5e-4),
                      paramwise_cfg=dict(custom_keys=dict(predictor=dict(lr_mult=10.0))))
 param_scheduler = [

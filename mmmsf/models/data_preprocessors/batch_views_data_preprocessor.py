@@ -137,6 +137,8 @@ class BatchViewsDataPreprocessor(MultiViewDataPreprocessor):
             ``size``, ``scale``, ``ratio``, ``flip_prob``, ``jitter_prob``, ``brightness``,
             ``contrast``, ``saturation``, ``hue``, ``gray_prob`` (the per-image transforms'
             meanings; missing keys: no such augmentation).
+        size: if given, the output size of every view (overrides the views' ``size``), so a
+            config changes the resolution without restating the views.
         mean, std, bgr_to_rgb, channels_last: as :class:`MultiViewDataPreprocessor`.
 
     The training batch must be one view per image, all of one size, each data sample carrying
@@ -144,14 +146,15 @@ class BatchViewsDataPreprocessor(MultiViewDataPreprocessor):
     (..., 'aug_seed'))]``).
     """
 
-    def __init__(self, views: Sequence[Dict], mean: Sequence[float] = (123.675, 116.28, 103.53),
+    def __init__(self, views: Sequence[Dict], size: Optional[int] = None,
+                 mean: Sequence[float] = (123.675, 116.28, 103.53),
                  std: Sequence[float] = (58.395, 57.12, 57.375), bgr_to_rgb: bool = True,
                  channels_last: bool = False, non_blocking: bool = True):
         super().__init__(mean=mean, std=std, bgr_to_rgb=bgr_to_rgb, channels_last=channels_last,
                          non_blocking=non_blocking)
         if not views:
             raise ValueError('BatchViewsDataPreprocessor needs at least one view.')
-        self.views = [check_view(dict(v)) for v in views]
+        self.views = [check_view(dict(v, size=size) if size else dict(v)) for v in views]
 
     def forward(self, data: dict, training: bool = False) -> dict:
         if not training:

@@ -79,3 +79,10 @@ def test_clear_errors():
         pre(dict(inputs=imgs, data_samples=[BaseDataElement()] * 2), training=True)
     with pytest.raises(ValueError, match='no MultiView'):
         pre(dict(inputs=[imgs, imgs], data_samples=None), training=True)
+
+
+def test_size_overrides_every_view():
+    imgs, samples = _batch(3)
+    pre = BatchViewsDataPreprocessor(views=[WEAK, STRONG], size=8, **UNIT)
+    out = pre(dict(inputs=imgs, data_samples=samples), training=True)['inputs']
+    assert [tuple(v.shape) for v in out] == [(3, 3, 8, 8)] * 2
