@@ -2,7 +2,10 @@
 
 * ``mmmsf/utils`` and ``mmmsf/registry.py`` import no other mmmsf package;
 * ``mmmsf/models`` and ``mmmsf/datasets`` import nothing from ``engine``, ``apis`` or tools;
-* ``mmmsf/visualization`` imports no ``apis``.
+* ``mmmsf/visualization`` imports no ``apis``;
+* no module imports an mmmsf module inside a function (an import circle or a hidden
+  dependency otherwise), except the cases of :data:`LOCAL_IMPORTS_ALLOWED`, each an optional
+  dependency with its reason.
 """
 import ast
 import glob
@@ -77,3 +80,47 @@ def test_the_check_sees_relative_and_absolute_imports(tmp_path):
     mods = [m for _, m in imported_modules(str(bad), str(tmp_path))]
     assert mods == ['mmmsf.models', 'mmmsf.models.MSF', 'mmmsf.engine.hooks', 'mmmsf.utils',
                     'mmmsf.utils.misc']
+
+
+#: ``(file, imported module) -> why it is imported inside a function``: only modules that need
+#: an optional part of the install (mmdet and mmcv's compiled ops, faiss) may be.
+LOCAL_IMPORTS_ALLOWED = {}
+
+
+def local_imports(path: str, root: str = ROOT) -> Iterator[Tuple[int, str]]:
+    """(line, absolute module name) of every mmmsf import inside a function of the file."""
+    tree = ast.parse(open(path).read(), filename=path)
+    funcs = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    lines = {n.lineno for f in funcs for n in ast.walk(f)
+             if isinstance(n, (ast.Import, ast.ImportFrom))}
+    seen = set()
+    for line, mod in imported_modules(path, root):
+        if line in lines and line not in seen and (mod == 'mmmsf' or mod.startswith('mmmsf.')):
+            seen.add(line)  # the module a line names first (not each imported name)
+            yield line, mod
+
+
+def test_no_function_local_imports_of_mmmsf_modules():
+    found = [f'{osp.relpath(path, ROOT)}:{line} imports {mod} inside a function'
+             for path in files('') for line, mod in local_imports(path)
+             if (osp.relpath(path, ROOT), mod) not in LOCAL_IMPORTS_ALLOWED]
+    assert found == [], 'move them to the top of the module (or allow an optional dependency ' \
+        'with its reason in LOCAL_IMPORTS_ALLOWED)'
+
+
+def test_every_allowed_local_import_has_a_reason_and_exists():
+    for (path, mod), reason in LOCAL_IMPORTS_ALLOWED.items():
+        assert reason.strip(), path
+        assert (path, mod) in {(osp.relpath(path, ROOT), m) for _, m in
+                               local_imports(osp.join(ROOT, path))}, f'{path} no longer ' \
+            f'imports {mod} in a function: drop it from LOCAL_IMPORTS_ALLOWED'
+
+
+def test_the_check_sees_function_local_imports(tmp_path):
+    mod = tmp_path / 'mmmsf' / 'apis' / 'lazy.py'
+    mod.parent.mkdir(parents=True)
+    mod.write_text('import os\nfrom mmmsf.registry import MODELS\n\n\n'
+                   'def f():\n    import json\n    from ..evaluation import knn\n\n\n'
+                   'class A:\n    def g(self):\n        import mmmsf.utils.misc\n')
+    assert list(local_imports(str(mod), str(tmp_path))) == [(7, 'mmmsf.evaluation'),
+                                                            (12, 'mmmsf.utils.misc')]

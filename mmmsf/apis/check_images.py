@@ -7,11 +7,13 @@ from typing import Dict, List, Optional, Tuple
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
+from mmmsf.datasets.transforms.loading import LoadImageFromFile
+from mmmsf.registry import DATASETS
+
 
 def config_image_paths(cfg: Config) -> Dict[str, List[str]]:
     """``{dataloader key: image paths}`` of every ``*_dataloader`` dataset of ``cfg`` that lists
     images (the datasets are built, so a missing folder or list file is reported as usual)."""
-    from mmmsf.registry import DATASETS
     init_default_scope(cfg.get('default_scope', 'mmmsf'))
     out = {}
     for key in sorted(cfg.keys()):
@@ -30,7 +32,6 @@ def config_image_paths(cfg: Config) -> Dict[str, List[str]]:
 
 
 def _read(path: str) -> Optional[str]:
-    from mmmsf.datasets.transforms.loading import LoadImageFromFile
     try:
         LoadImageFromFile().transform(dict(img_path=path))
     except Exception as e:  # noqa: BLE001 - every failure is reported

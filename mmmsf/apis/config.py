@@ -15,6 +15,8 @@ from typing import Dict, Iterator, List, Optional, Set, Tuple
 from mmengine.config import Config
 from mmengine.config import DictAction as _MMEngineDictAction
 
+from mmmsf import registry as mmmsf_registry
+
 # Top-level keys that mmengine's Runner.from_cfg or mmmsf's tools read. Anything else is a
 # typo that mmengine would silently ignore.
 KNOWN_TOP_LEVEL_KEYS = {
@@ -208,11 +210,6 @@ def accepted_keys(cls) -> Optional[Set[str]]:
     return None
 
 
-def _registries():
-    from mmmsf import registry as r
-    return r
-
-
 def _typed(node, where: str, registry) -> Iterator[Tuple[str, dict, object]]:
     """(where, config dict, registry) of ``node`` if it is a config of a registered type."""
     if isinstance(node, dict) and isinstance(node.get('type'), str):
@@ -255,7 +252,7 @@ def _dataset_parts(ds, where: str, r) -> Iterator[Tuple[str, dict, object]]:
 
 
 def _config_parts(cfg: Config) -> Iterator[Tuple[str, dict, object]]:
-    r = _registries()
+    r = mmmsf_registry
     yield from _model_parts(cfg.get('model'), 'model', r.MODELS)
     hooks = cfg.get('default_hooks') or {}
     if isinstance(hooks, dict):
@@ -339,7 +336,7 @@ def check_nested_keys(cfg: Config) -> None:
     the closest valid name, and every non-boolean value of a True/False argument -- before
     anything is built or trained."""
     import torch.utils.data
-    r = _registries()
+    r = mmmsf_registry
     builder_keys = {id(getattr(r, name)): keys for name, keys in _BUILDER_KEYS.items()}
     problems: List[str] = []
     for where, node, registry in _config_parts(cfg):

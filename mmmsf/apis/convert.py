@@ -15,11 +15,13 @@ from typing import Dict, Iterable, Optional
 
 import torch
 
-from mmmsf.utils.authors_checkpoint import (authors_to_mmmsf_state, authors_trainable_names,
-                                            is_authors_state)
+from mmmsf.registry import MODELS, PARAM_SCHEDULERS
+from mmmsf.utils.authors_checkpoint import (_RULES, _map, authors_to_mmmsf_state,
+                                            authors_trainable_names, is_authors_state)
 from mmmsf.utils.backbone_export import to_mmdet, to_torchvision
 from mmmsf.utils.checkpoint import safe_load
 from mmmsf.utils.model_io import load_state_dict
+from .config import load_config
 
 
 def load_authors_checkpoint(path: str) -> Dict:
@@ -62,8 +64,6 @@ def convert_authors_checkpoint(src: str, dst: str, config: Optional[str] = None,
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import init_default_scope
 
-    from mmmsf.registry import MODELS, PARAM_SCHEDULERS
-    from .config import load_config
     cfg = load_config(config, cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmmsf'))
     model = MODELS.build(cfg.model)
@@ -101,7 +101,6 @@ def convert_authors_checkpoint(src: str, dst: str, config: Optional[str] = None,
 
 def _move_sgd_state(authors_state: Dict, authors_opt: Dict, model, optimizer) -> int:
     """Put each authors' per-parameter SGD state on the matching mmmsf parameter."""
-    from mmmsf.utils.authors_checkpoint import _RULES, _map
     names = authors_trainable_names(authors_state)
     n_opt = sum(len(g['params']) for g in authors_opt['param_groups'])
     if n_opt != len(names):

@@ -12,6 +12,8 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
 from mmmsf.evaluation import knn_evaluate
+from mmmsf.evaluation.feature_extraction import extract_features
+from mmmsf.evaluation.results_io import checkpoint_results_path, write_results
 from mmmsf.registry import MODELS
 from mmmsf.utils.backbone_weights import load_backbone_weights
 
@@ -60,7 +62,6 @@ def embeddings_from_checkpoint(cfg: Config, checkpoint: Optional[str],
                                ) -> Tuple[np.ndarray, np.ndarray]:
     """L2-normalised backbone features and labels of a config's dataset for one checkpoint
     (the random initialisation when ``checkpoint`` is None), e.g. for t-SNE."""
-    from mmmsf.evaluation.feature_extraction import extract_features
     if dataloader_key not in cfg:
         raise KeyError(f'the config has no {dataloader_key!r} to embed.')
     model = build_model(cfg, checkpoint)
@@ -74,7 +75,6 @@ def write_knn_results(results: Dict[str, float], checkpoint: Optional[str],
                       out: Optional[str] = None) -> str:
     """Write kNN ``results`` (default ``<checkpoint folder>/eval/knn_<checkpoint>.json``), the
     file ``tools/analysis/results_table.py`` reads; returns its path."""
-    from mmmsf.evaluation.results_io import checkpoint_results_path, write_results
     return write_results(out or checkpoint_results_path(checkpoint, 'knn'), 'knn', results,
                          checkpoint=checkpoint,
                          config=osp.abspath(config) if config else None, weighted=weighted)

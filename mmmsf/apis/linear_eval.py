@@ -19,6 +19,7 @@ from mmengine.dist import init_dist, is_distributed
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
+from mmmsf.evaluation.feature_extraction import extract_features
 from mmmsf.registry import MODELS
 from .config import set_data_root
 from .train import init_cpu_distributed, prepare_train_cfg
@@ -72,7 +73,6 @@ def precompute_linear_features(cfg: Config, feature_dir: Optional[str] = None) -
     the validation set, raw (the probe's standardiser L2-normalises them), cached as
     ``<feature_dir>/{train,val}.npz`` (default ``<work_dir>/features``).
     """
-    from mmmsf.evaluation.feature_extraction import extract_features
     _init_dist(cfg)
     init_default_scope(cfg.get('default_scope', 'mmmsf'))
     feature_dir = feature_dir or osp.join(cfg.work_dir, 'features')

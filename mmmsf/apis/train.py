@@ -8,11 +8,15 @@ from typing import Dict, List, Optional
 
 import torch
 from mmengine.config import Config
+from mmengine.dist import get_world_size
+from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
-from mmmsf.registry import RUNNERS
+from mmmsf.engine.runner.knn_val_loop import use_rank0_norm_statistics
+from mmmsf.registry import MODELS, RUNNERS
 from mmmsf.utils.checkpoint import safe_load
 from mmmsf.utils.config_text import reuse_config_formatting
+from mmmsf.utils.misc import get_ori_model
 from mmmsf.utils.sharded_state import SHARD_KEY, split_modules
 from mmmsf.utils.work_dir_lock import work_dir_lock
 
@@ -221,9 +225,6 @@ def check_bank_and_batch(cfg: Config, world: int) -> None:
     if not isinstance(bank, dict) or not isinstance(bank.get('size'), int) or \
             not isinstance(loader.get('batch_size'), int):
         return
-    from mmengine.registry import init_default_scope
-
-    from mmmsf.registry import MODELS
     init_default_scope(cfg.get('default_scope', 'mmmsf'))
     cls = MODELS.get(bank.get('type', ''))
     if cls is None or not hasattr(cls, 'check_batch'):
@@ -246,7 +247,7 @@ def _build_and_train(cfg: Config) -> Runner:
         runner = Runner.from_cfg(cfg)
     else:  # mmmsf's ShardedStateRunner (default_runtime.py), or any registered Runner
         runner = RUNNERS.build(cfg)
-    model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+    model = get_ori_model(runner.model)
     if cfg.get('load_from'):  # resume or load_from: the whole model must fit, in one message
         check_checkpoint_fits(model, cfg.load_from, resume=bool(cfg.get('resume')))
     save_rank0_norm_statistics_everywhere(runner, model)
@@ -267,9 +268,6 @@ def save_rank0_norm_statistics_everywhere(runner: Runner, model: torch.nn.Module
     rank 0 ended a resumed run with other statistics than the uninterrupted one (seen with
     ``--no-validate``). ``Runner.save_checkpoint`` runs on rank 0 only, so it is wrapped here
     to share them on every process first (a collective; nothing in a single-process run)."""
-    from mmengine.dist import get_world_size
-
-    from mmmsf.engine.runner.knn_val_loop import use_rank0_norm_statistics
     if get_world_size() < 2:
         return
     save = runner.save_checkpoint

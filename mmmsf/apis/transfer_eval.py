@@ -14,6 +14,9 @@ from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
+from mmmsf.evaluation.feature_extraction import extract_features
+from mmmsf.evaluation.results_io import checkpoint_results_path, write_results
+from mmmsf.evaluation.transfer import transfer_linear_eval
 from mmmsf.registry import MODELS
 
 DATASET_KEYS = {'name', 'data_root', 'train', 'val', 'test', 'metric'}
@@ -51,8 +54,6 @@ def transfer_eval(cfg: Config, checkpoint: Optional[str],
                   datasets: Optional[List[dict]] = None, cache_dir: Optional[str] = None,
                   device: Optional[str] = None) -> Dict[str, Dict[str, float]]:
     """Evaluate ``checkpoint`` (None: random init) on every dataset; ``{name: result}``."""
-    from mmmsf.evaluation.feature_extraction import extract_features
-    from mmmsf.evaluation.transfer import transfer_linear_eval
     logger = MMLogger.get_current_instance()
     tcfg = cfg.get('transfer_cfg')
     if tcfg is None:
@@ -118,7 +119,6 @@ def write_transfer_results(results: Dict[str, Dict], checkpoint: Optional[str],
                            config: Optional[str] = None, out: Optional[str] = None) -> str:
     """Write the per-dataset ``results`` of :func:`transfer_eval` with their mean (default
     ``<checkpoint folder>/eval/transfer_<checkpoint>.json``); returns the path."""
-    from mmmsf.evaluation.results_io import checkpoint_results_path, write_results
     summary = {n: r[r['metric']] for n, r in results.items()}
     summary['mean'] = sum(summary.values()) / len(summary)
     return write_results(out or checkpoint_results_path(checkpoint, 'transfer'), 'transfer',

@@ -15,10 +15,9 @@ from typing import List, Optional, Sequence
 from mmengine.dataset import BaseDataset
 
 from mmmsf.registry import DATASETS
-from .sample_seed import aug_seed_of, seeded_random
+from .image_files import IMG_EXTENSIONS
 from .label_subset import read_subset_list
-
-IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
+from .sample_seed import aug_seed_of, seeded_random
 
 
 @DATASETS.register_module()

@@ -16,6 +16,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .image_files import IMG_EXTENSIONS
+
 
 def read_subset_list(path: str) -> List[Tuple[int, str, Optional[str]]]:
     """``(entry number, relative path, label text or None)`` of every entry of the list
@@ -33,7 +35,6 @@ def make_subset_list(img_root: str, fraction: float, seed: int = 0,
                      min_per_class: int = 1) -> List[str]:
     """``round(fraction * n_c)`` (at least ``min_per_class``) images of every class ``c``,
     drawn with ``seed``; relative paths, sorted."""
-    from .image_folder import IMG_EXTENSIONS
     if not 0 < fraction <= 1:
         raise ValueError(f'subset fraction {fraction} must be in (0, 1].')
     if not osp.isdir(img_root):

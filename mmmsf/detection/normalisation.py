@@ -15,6 +15,8 @@ from typing import Optional
 import numpy as np
 from mmengine.config import Config
 
+from mmmsf.registry import MODELS
+
 KEYS = ('mean', 'std', 'bgr_to_rgb')
 
 
@@ -53,7 +55,6 @@ def _with_defaults(found: dict) -> Optional[dict]:
     """Fill what the config left to the pre-processor's defaults (mmmsf's only)."""
     if all(k in found for k in KEYS):
         return {k: found[k] for k in KEYS}
-    from mmmsf.registry import MODELS
     cls = MODELS.get(str(found.get('type', '')).replace('mmmsf.', ''))
     if cls is None:
         return None

@@ -17,6 +17,7 @@ import os.path as osp
 import re
 from typing import Dict, List, Optional, Sequence
 
+from mmmsf.visualization.scalars import load_train_scalars, scalar_per_epoch
 from .results_io import find_results
 
 # MSF paper Table 2 (ResNet-50, ImageNet) and CMSF paper (128K bank): (method, batch, epochs,
@@ -91,7 +92,6 @@ def gather_run(run_dir: str, name: Optional[str] = None) -> Dict:
         row['Batch Size'] = cfg.train_dataloader.batch_size * _world_size(run_dir)
         row['Epochs'] = cfg.get('train_cfg', {}).get('max_epochs')
     try:
-        from mmmsf.visualization.scalars import load_train_scalars, scalar_per_epoch
         epochs, purity = scalar_per_epoch(load_train_scalars(run_dir), 'purity')
         row['Purity'] = 100.0 * float(purity[-1])
     except (FileNotFoundError, KeyError):

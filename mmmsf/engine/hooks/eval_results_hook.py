@@ -5,6 +5,7 @@ from typing import Dict, Optional
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 
+from mmmsf.evaluation.results_io import results_path, write_results
 from mmmsf.registry import HOOKS
 
 
@@ -30,7 +31,6 @@ class EvalResultsHook(Hook):
     def after_val_epoch(self, runner, metrics: Optional[Dict[str, float]] = None) -> None:
         if not metrics:
             return
-        from mmmsf.evaluation.results_io import results_path, write_results
         results = {k.split('/')[-1]: float(v) for k, v in metrics.items()}
         self.history.append(dict(epoch=runner.epoch, **results))
         if not is_main_process():

@@ -13,6 +13,8 @@ import torch
 from mmengine.dist import all_reduce, barrier, get_rank, get_world_size
 from mmengine.hooks import Hook
 
+from mmmsf.evaluation.feature_extraction import dataset_fingerprint, module_fingerprint
+from mmmsf.models.necks.feature_standardizer import feature_statistics
 from mmmsf.registry import HOOKS
 from mmmsf.utils.misc import get_ori_model
 
@@ -53,7 +55,6 @@ class FeatureStatisticsHook(Hook):
             sampler.update(shuffle=False, round_up=False)  # each image exactly once
         loader = runner.build_dataloader(loader_cfg, seed=runner.seed)
         cache = self.cache_file or osp.join(runner.work_dir, 'feature_stats.pth')
-        from mmmsf.evaluation.feature_extraction import dataset_fingerprint, module_fingerprint
         weights = module_fingerprint(model.backbone) if model.backbone is not None else 'features'
         fingerprint = f'{weights}|{dataset_fingerprint(loader.dataset)}'
         if osp.isfile(cache):
@@ -76,7 +77,6 @@ class FeatureStatisticsHook(Hook):
     @torch.no_grad()
     def compute(model, loader):
         """Mean and unbiased variance (float64) of the L2-normalised features, over all ranks."""
-        from mmmsf.models.necks.feature_standardizer import feature_statistics
         was_training = model.training
         model.eval()
         device = model.standardizer.mean.device

@@ -21,6 +21,7 @@ from mmengine.model import BaseModel
 from mmengine.structures import BaseDataElement
 
 from mmmsf.registry import MODELS
+from mmmsf.utils.backbone_weights import load_backbone_weights
 
 
 @MODELS.register_module()
@@ -70,7 +71,6 @@ class LinearProbe(BaseModel):
         backbone from ``pretrained`` (strict: every backbone weight must be in the file)."""
         super().init_weights()
         if self.backbone is not None and self.pretrained:
-            from mmmsf.utils.backbone_weights import load_backbone_weights
             load_backbone_weights(self.backbone, self.pretrained, self.pretrained_prefix)
 
     def train(self, mode: bool = True) -> 'LinearProbe':
