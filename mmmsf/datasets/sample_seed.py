@@ -19,6 +19,8 @@ import numpy as np
 import torch
 import torch.utils.data
 
+from mmmsf.utils.rng_state import get_rng_state, set_rng_state
+
 
 class SeededIndex(int):
     """A dataset index (an ``int``) carrying ``aug_seed``, the seed of its augmentation."""
@@ -67,8 +69,7 @@ def seeded_random(seed: Optional[int]) -> Iterator[None]:
         yield
         return
     in_worker = torch.utils.data.get_worker_info() is not None
-    states = None if in_worker else (random.getstate(), np.random.get_state(),
-                                     torch.get_rng_state())
+    states = None if in_worker else get_rng_state(cuda=False)
     random.seed(_mix64(seed ^ 1))
     np.random.seed(_mix64(seed ^ 2) >> 32)  # NumPy's legacy seed: 32 bits
     torch.default_generator.manual_seed(_mix64(seed ^ 3) >> 1)  # CPU only: CUDA untouched
@@ -76,6 +77,4 @@ def seeded_random(seed: Optional[int]) -> Iterator[None]:
         yield
     finally:
         if states is not None:
-            random.setstate(states[0])
-            np.random.set_state(states[1])
-            torch.set_rng_state(states[2])
+            set_rng_state(states)

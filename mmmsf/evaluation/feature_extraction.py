@@ -18,8 +18,10 @@ from typing import Callable, Optional, Tuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from mmengine.dist import all_gather, barrier, get_rank, get_world_size
+from mmengine.dist import barrier, get_rank, get_world_size
 from mmengine.logging import MMLogger
+
+from mmmsf.utils.dist_utils import all_gather_rows
 
 
 def module_fingerprint(module: torch.nn.Module) -> str:
@@ -59,17 +61,6 @@ def stable_repr(obj, depth: int = 3) -> str:
         return type(obj).__name__
     return type(obj).__name__ + stable_repr(
         {k: v for k, v in vars(obj).items() if not k.startswith('_')}, depth - 1)
-
-
-def _gather_rows(x: torch.Tensor) -> torch.Tensor:
-    """All ranks' rows concatenated (ranks may hold different numbers of rows)."""
-    if get_world_size() == 1:
-        return x
-    n = torch.tensor([x.shape[0]], dtype=torch.long)
-    sizes = [int(s) for s in all_gather(n)]
-    pad = torch.zeros((max(sizes) - x.shape[0], ) + tuple(x.shape[1:]), dtype=x.dtype)
-    parts = all_gather(torch.cat([x, pad]))
-    return torch.cat([p[:s] for p, s in zip(parts, sizes)])
 
 
 def check_equal_sizes(batch: dict) -> None:
@@ -178,7 +169,8 @@ def extract_features(model, dataloader, device: Optional[torch.device] = None,
     model.train(was_training)
     feats_t, labels_t, idx_t = torch.cat(feats), torch.cat(labels), torch.cat(indices)
     if get_world_size() > 1:
-        feats_t, labels_t, idx_t = (_gather_rows(t) for t in (feats_t, labels_t, idx_t))
+        feats_t, labels_t, idx_t = (all_gather_rows(t, same_rows=False)
+                                   for t in (feats_t, labels_t, idx_t))
     if bool((idx_t >= 0).all()):
         # dataset order; samples repeated by a padding sampler are kept once
         order = torch.argsort(idx_t, stable=True)

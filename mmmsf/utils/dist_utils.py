@@ -6,11 +6,20 @@ import torch.distributed as torch_dist
 from mmengine.dist import all_gather, get_rank, get_world_size
 
 
-def concat_all_gather(t: torch.Tensor) -> torch.Tensor:
-    """All ranks' ``t`` concatenated in rank order (a no-op in a single process)."""
+def all_gather_rows(t: torch.Tensor, same_rows: bool = True) -> torch.Tensor:
+    """All ranks' rows of ``t`` concatenated in rank order, on ``t``'s device and in its dtype
+    (``t`` itself in a single process; bool tensors travel as uint8). ``same_rows=False``:
+    the ranks may hold different numbers of rows (one more collective, for the sizes)."""
     if get_world_size() == 1:
         return t
-    return torch.cat(all_gather(t.contiguous()), dim=0)
+    dtype = t.dtype
+    wire = (t.to(torch.uint8) if dtype == torch.bool else t).contiguous()
+    if same_rows:
+        return torch.cat(all_gather(wire), dim=0).to(t.device, dtype)
+    sizes = [int(s) for s in all_gather(torch.tensor([t.shape[0]], device=t.device))]
+    pad = wire.new_zeros((max(sizes) - t.shape[0], ) + tuple(t.shape[1:]))
+    parts = all_gather(torch.cat([wire, pad]))
+    return torch.cat([p[:s] for p, s in zip(parts, sizes)]).to(t.device, dtype)
 
 
 @torch.no_grad()

@@ -286,16 +286,6 @@ def sharded_unconstrained_ranks(query: torch.Tensor, keys: torch.Tensor, start: 
     return before + 1
 
 
-def all_gather_rows(t: torch.Tensor) -> torch.Tensor:
-    """All ranks' ``t`` (same shape on each) concatenated in rank order, on ``t``'s device."""
-    if get_world_size() == 1:
-        return t
-    dtype = t.dtype
-    wire = t.to(torch.uint8) if dtype == torch.bool else t
-    return _all_gather_cat(wire).to(t.device, dtype)
-
-
 __all__: List[str] = ['check_divisible', 'equal_shard', 'ceil_shard', 'rows_per_rank',
                       'random_unit_rows', 'local_view', 'sharded_topk', 'sharded_count',
-                      'fetch_rows', 'gather_shards', 'sharded_unconstrained_ranks',
-                      'all_gather_rows']
+                      'fetch_rows', 'gather_shards', 'sharded_unconstrained_ranks']

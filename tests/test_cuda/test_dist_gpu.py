@@ -13,7 +13,7 @@ import torch.nn as nn
 from mmengine.dist import all_gather, get_world_size
 from mmengine.optim import OptimWrapper
 
-from mmmsf.utils.dist_utils import concat_all_gather
+from mmmsf.utils.dist_utils import all_gather_rows
 from mmmsf.registry import MODELS
 from tests.conftest import tiny_msf_cfg
 from tests.test_cuda.test_train_step_gpu import SIZE, batch
@@ -44,7 +44,7 @@ def nccl_group():
 def test_syncbn_target_in_one_process_nccl_group(nccl_group):
     assert dist.get_backend() == 'nccl' and get_world_size() == 1
     x = torch.arange(6.0, device='cuda')
-    assert torch.equal(all_gather(x)[0], x) and torch.equal(concat_all_gather(x), x)
+    assert torch.equal(all_gather(x)[0], x) and torch.equal(all_gather_rows(x), x)
 
     torch.manual_seed(0)
     model = MODELS.build(tiny_msf_cfg(size=256, dim=32, width=16, target_bn='sync'))

@@ -11,32 +11,10 @@ Only rank 0 writes checkpoints, so every rank resumes from rank 0's state. That 
 the same numbers (ShuffleBN draws one global permutation on every rank). With
 ``diff_rank_seed=True`` ranks > 0 continue from rank 0's streams after a resume.
 """
-import random
-
-import numpy as np
-import torch
 from mmengine.hooks import Hook
 
 from mmmsf.registry import HOOKS
-
-
-def _state() -> dict:
-    name, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)
-    return dict(
-        python=random.getstate(),
-        # plain Python values only, so the checkpoint loads with weights_only=True
-        numpy=(str(name), [int(k) for k in keys], int(pos), int(has_gauss), float(gauss)),
-        torch=torch.get_rng_state(),
-        cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])
-
-
-def _set_state(state: dict) -> None:
-    random.setstate(state['python'])
-    name, keys, pos, has_gauss, gauss = state['numpy']
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
-    torch.set_rng_state(state['torch'])
-    if state.get('cuda') and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state['cuda'])
+from mmmsf.utils.rng_state import load_rng_state_dict, rng_state_dict
 
 
 @HOOKS.register_module()
@@ -44,9 +22,9 @@ class RandomStateHook(Hook):
     priority = 'LOWEST'
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        checkpoint['rng_state'] = _state()
+        checkpoint['rng_state'] = rng_state_dict()
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         state = checkpoint.get('rng_state')
         if state:
-            _set_state(state)
+            load_rng_state_dict(state)

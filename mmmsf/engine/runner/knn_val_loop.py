@@ -22,18 +22,14 @@ validation's ``1-NN`` / ``20-NN``, every validation's numbers (``history``, kept
 checkpoints and across resumes) and the best epoch of each (``best``, labelled as such by
 ``tools/analysis/results_table.py``).
 """
-import contextlib
 import copy
 import os.path as osp
-import random
 import re
 import time
-from typing import Dict, Iterator, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Union
 
-import numpy as np
 import torch
 from mmengine.dist import is_main_process
-from mmengine.model import is_model_wrapper
 from mmengine.runner import ValLoop
 from mmengine.runner.amp import autocast
 
@@ -42,25 +38,12 @@ from mmmsf.evaluation.feature_extraction import embed_batch, extract_features
 from mmmsf.evaluation.knn_accuracy import KNNAccuracy
 from mmmsf.evaluation.results_io import read_results, results_path, write_results
 from mmmsf.registry import DATASETS, LOOPS
+from mmmsf.utils.misc import get_ori_model
+from mmmsf.utils.rng_state import preserved_rng_state
 
 HISTORY_KEY = 'knn_history'
 NO_VALIDATE = ('or train without kNN validation: tools/train.py --no-validate (in a config: '
                'val_cfg = val_dataloader = val_evaluator = None)')
-
-
-@contextlib.contextmanager
-def preserved_rng_state() -> Iterator[None]:
-    """Restore the Python, NumPy and torch (CPU and CUDA) random states on exit."""
-    py, nps, cpu = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
-    try:
-        yield
-    finally:
-        random.setstate(py)
-        np.random.set_state(nps)
-        torch.set_rng_state(cpu)
-        if cuda is not None:
-            torch.cuda.set_rng_state_all(cuda)
 
 
 def use_rank0_norm_statistics(model: torch.nn.Module) -> None:
@@ -185,8 +168,7 @@ class KNNValLoop(ValLoop):
 
     # ------------------------------------------------------------------ validation
     def _backbone_model(self) -> torch.nn.Module:
-        model = self.runner.model
-        return model.module if is_model_wrapper(model) else model
+        return get_ori_model(self.runner.model)
 
     def run(self) -> dict:
         """Embed both sets, vote, log the metrics and cost, write ``eval/knn.json``.

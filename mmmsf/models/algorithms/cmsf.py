@@ -43,7 +43,7 @@ from mmengine.logging import MessageHub
 
 from mmmsf.registry import MODELS
 from mmmsf.utils.knn_search import unconstrained_ranks
-from mmmsf.utils.sharding import all_gather_rows
+from mmmsf.utils.dist_utils import all_gather_rows
 from ..selectors import BaseSelector, SelectorOutput
 from .msf import MSF, target_std
 

@@ -33,6 +33,7 @@ from mmengine.dist import get_rank, get_world_size
 
 from mmmsf.registry import MODELS
 from mmmsf.utils import sharding
+from mmmsf.utils.dist_utils import all_gather_rows
 from mmmsf.utils.sharded_state import SHARD_KEY, ShardedState
 
 _DTYPES = {'float32': torch.float32, 'float16': torch.float16, 'bfloat16': torch.bfloat16}
@@ -220,7 +221,7 @@ class EmbeddingCache(ShardedState):
         self._check()
         n = self.valid.sum().reshape(1).long()
         if self.is_split:
-            n = sharding.all_gather_rows(n).sum()
+            n = all_gather_rows(n).sum()
         return float(n) / self.num_images
 
     # ------------------------------------------------------------------ checkpoints

@@ -33,7 +33,7 @@ from mmengine.dist import get_rank, get_world_size
 
 from mmmsf.registry import MODELS
 from mmmsf.utils import knn_search, sharding
-from mmmsf.utils.dist_utils import concat_all_gather
+from mmmsf.utils.dist_utils import all_gather_rows
 from mmmsf.utils.sharded_state import ShardedState
 from mmmsf.utils.slot_mask import SlotMask
 from .neighbour_bank import SlotFn
@@ -143,9 +143,9 @@ class NNMemoryBank(ShardedState):
         device.
         """
         if gather:
-            emb = concat_all_gather(emb)
-            labels = None if labels is None else concat_all_gather(labels)
-            sample_idx = None if sample_idx is None else concat_all_gather(sample_idx)
+            emb = all_gather_rows(emb)
+            labels = None if labels is None else all_gather_rows(labels)
+            sample_idx = None if sample_idx is None else all_gather_rows(sample_idx)
         n = emb.shape[0]
         if emb.dim() != 2 or emb.shape[1] != self.dim:
             raise ValueError(f'NNMemoryBank.enqueue expects (N, {self.dim}) embeddings, got '

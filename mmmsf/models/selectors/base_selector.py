@@ -32,7 +32,7 @@ import torch
 import torch.nn as nn
 from mmengine.dist import get_rank, get_world_size
 
-from mmmsf.utils.sharding import all_gather_rows
+from mmmsf.utils.dist_utils import all_gather_rows
 from ..memories.neighbour_bank import NeighbourBank
 
 

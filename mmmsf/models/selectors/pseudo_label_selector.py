@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmmsf.registry import MODELS
-from mmmsf.utils.dist_utils import concat_all_gather
+from mmmsf.utils.dist_utils import all_gather_rows
 from mmmsf.utils.slot_mask import SlotMask
 from ..memories.neighbour_bank import NeighbourBank
 from .constrained_selector import ConstrainedSelector, per_image_lookup
@@ -171,7 +171,7 @@ class PseudoLabelSelector(ConstrainedSelector):
                       sample_idx=None, labels=None, pseudo_labels=None, **side) -> None:
         """Write the (all-gathered) constraint labels of this step's entries to their slots."""
         lab = self._labels_of(query, sample_idx, labels, pseudo_labels)['labels']
-        lab_all = concat_all_gather(lab)
+        lab_all = all_gather_rows(lab)
         if lab_all.shape[0] != slots.numel():
             raise RuntimeError(f'PseudoLabelSelector: {lab_all.shape[0]} labels for '
                                f'{slots.numel()} bank slots written this step.')

@@ -28,7 +28,7 @@ from typing import Tuple
 import torch
 
 from mmmsf.registry import MODELS
-from mmmsf.utils.dist_utils import concat_all_gather
+from mmmsf.utils.dist_utils import all_gather_rows
 from mmmsf.utils.knn_search import DEFAULT_CHUNK
 from mmmsf.utils.sharding import random_unit_rows
 from mmmsf.utils.slot_mask import SlotMask
@@ -89,7 +89,7 @@ class TwoQueueSelector(ConstrainedSelector):
         """Write the step's (all-gathered) u' into the M' slots aligned with M's."""
         self._check_bound()
         u2, valid = self._second(side)
-        u2_all, valid_all = concat_all_gather(u2), concat_all_gather(valid)
+        u2_all, valid_all = all_gather_rows(u2), all_gather_rows(valid)
         if u2_all.shape[0] != slots.numel():
             raise RuntimeError(f'TwoQueueSelector: {u2_all.shape[0]} second embeddings for '
                                f'{slots.numel()} bank slots written this step.')
