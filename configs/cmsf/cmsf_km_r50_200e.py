@@ -8,12 +8,8 @@ _base_ = [
     '../_base_/schedules/sgd_coslr_200e.py',
     '../_base_/cmsf_runtime.py',
 ]
-model = dict(  # encoders and heads: MSF's (_base_/models/msf_r50.py)
-    target_view=0, online_view=1,  # MultiView order: target (weak), online (strong)
-    memory_bank=dict(size=128000),
-    topk=5,
+model = dict(  # the rest: _base_/models/cmsf_r50.py (128K bank, k = 5, weights 0.5 / 0.5)
     constrained_selector=dict(type='KMeansSelector'),
-    loss_weights=dict(constrained=0.5, unconstrained=0.5),
     # 1.28M x 512 float32 = 2.6 GB: pinned CPU memory on GPU runs ('auto', N > bank size)
     embedding_cache=dict(type='EmbeddingCache', placement='auto', dtype='float32'),
 )

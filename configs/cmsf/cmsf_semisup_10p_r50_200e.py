@@ -10,9 +10,7 @@ _base_ = [
     '../_base_/schedules/sgd_coslr_200e.py',
     '../_base_/cmsf_runtime.py',
 ]
-model = dict(  # encoders and heads: MSF's (_base_/models/msf_r50.py)
-    target_view=0, online_view=1,  # MultiView order: target (weak), online (strong)
-    memory_bank=dict(size=128000),
+model = dict(  # the rest: _base_/models/cmsf_r50.py (128K bank)
     topk=10,
     constrained_selector=dict(type='PseudoLabelSelector', num_classes=1000, threshold=0.85,
                               hid_channels=1024),
