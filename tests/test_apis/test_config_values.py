@@ -23,7 +23,7 @@ def test_cfg_options_of_another_kind_name_the_option(value, kind):
     with pytest.raises(ValueError) as e:
         load_config(DEMO, {'model.topk': value})
     msg = str(e.value)
-    assert f'model.topk={value!r} (the config has 1: give a {kind})' in msg and '\n' not in msg
+    assert f'model.topk={value!r} (the config has 5: give a {kind})' in msg and '\n' not in msg
 
 
 def test_cfg_options_of_the_same_kind_pass():
@@ -39,7 +39,7 @@ def test_cli_cfg_options_error_is_one_line_before_building(tmp_path):
                        capture_output=True, text=True, cwd=str(tmp_path), timeout=300,
                        env=dict(os.environ, PYTHONPATH=ROOT))
     assert p.returncode != 0
-    assert "model.topk='five' (the config has 1: give a whole number)" in \
+    assert "model.topk='five' (the config has 5: give a whole number)" in \
         p.stderr.strip().splitlines()[-1]
     assert not (tmp_path / 'w').exists()
 
