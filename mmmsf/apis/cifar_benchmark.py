@@ -18,16 +18,15 @@ replaced.
 import json
 import os
 import os.path as osp
+import fcntl
 import re
 from typing import Dict, List, Optional, Sequence
 
-import torch
-
 from mmmsf.evaluation import paired_bootstrap
-from mmmsf.utils.checkpoint import load_state_dict
 from mmmsf.visualization.training_curves import plot_training_curves
 
 from .config import load_config
+from .convert import export_backbone
 from .demo import BASELINES, NAMES, run_demo
 from .evaluate import knn_from_config
 
@@ -64,7 +63,6 @@ def save_results(results: Dict, path: str) -> None:
 def add_result(path: str, key: str, record: Dict) -> Dict:
     """Add one run to ``path`` under a file lock, re-reading it first: several benchmark
     processes (one per config or seed, e.g. one per core) may share one work dir."""
-    import fcntl
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     with open(path + '.lock', 'w') as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -98,20 +96,6 @@ def compare(a: Dict, b: Dict, num_bootstrap: int = 10000) -> Dict[str, Dict]:
             for m in a['correct']['trained']}
 
 
-def export_backbone(checkpoint: str, out: str, meta: Optional[Dict] = None) -> str:
-    """Save only the backbone weights of ``checkpoint`` (keys ``backbone.*``, what kNN, linear
-    and transfer evaluation load) to ``out``: a small file that loads weights-only."""
-    state = load_state_dict(checkpoint)
-    backbone = {k: v.clone() for k, v in state.items() if k.startswith('backbone.')}
-    if not backbone:
-        raise KeyError(f'{checkpoint} holds no backbone.* weights to export.')
-    os.makedirs(osp.dirname(osp.abspath(out)) or '.', exist_ok=True)
-    tmp = out + '.tmp'
-    torch.save(dict(state_dict=backbone, meta=dict(meta or {})), tmp)
-    os.replace(tmp, out)
-    return out
-
-
 def bundled_knn(config: str, checkpoint: str) -> Dict[str, float]:
     """kNN of ``checkpoint`` with the config's own data root (the bundled images on a fresh
     clone): the number a user reproduces with ``tools/knn_eval.py CONFIG CHECKPOINT``."""
@@ -122,11 +106,27 @@ def _cell(g: Dict) -> str:
     return f"{g['gain']:+.1f} [{g['low']:+.1f}, {g['high']:+.1f}]"
 
 
+def finished_runs(results: Dict, configs: Sequence[str], seeds: Sequence[int]) -> List[Dict]:
+    """The records of the finished runs, configs outer, seeds inner."""
+    return [results[run_key(c, s)] for c in configs for s in seeds if run_key(c, s) in results]
+
+
+def compare_first_two(results: Dict, configs: Sequence[str],
+                      seeds: Sequence[int]) -> Dict[str, Dict[str, Dict]]:
+    """``configs[0]`` minus ``configs[1]`` for every seed both finished (keyed by the seed)."""
+    if len(configs) < 2:
+        return {}
+    return {str(s): compare(results[run_key(configs[0], s)], results[run_key(configs[1], s)])
+            for s in seeds if run_key(configs[0], s) in results
+            and run_key(configs[1], s) in results}
+
+
 def format_page(results: Dict, configs: Sequence[str], seeds: Sequence[int],
-                curves: Optional[str] = None, machine: str = '') -> str:
-    """The results page: per run the kNN table, gains with intervals, and the k = 5 vs k = 1
-    comparison."""
-    runs = [results[run_key(c, s)] for c in configs for s in seeds if run_key(c, s) in results]
+                comparison: Dict[str, Dict[str, Dict]], curves: Optional[str] = None,
+                machine: str = '') -> str:
+    """The results page: per run the kNN table, gains with intervals, and ``comparison``
+    (:func:`compare_first_two`: the k = 5 vs k = 1 rows)."""
+    runs = finished_runs(results, configs, seeds)
     if not runs:
         raise ValueError('no finished benchmark run to report.')
     metrics = list(runs[0]['accuracy']['trained'])
@@ -135,8 +135,8 @@ def format_page(results: Dict, configs: Sequence[str], seeds: Sequence[int],
              'Written by `python tools/cifar_benchmark.py` (do not edit by hand). kNN top-1 (%) of '
              'frozen, L2-normalised backbone features, unweighted vote; memory = the '
              f"{n['train']:,} training images, queries = the {n['test']:,} test images "
-             f"(data root `{runs[0]['data_root'] or 'the config default'}`). Intervals: 95% paired bootstrap over the "
-             'test images.' + (f' Machine: {machine}.' if machine else ''), '',
+             f"(data root `{runs[0]['data_root'] or 'the config default'}`). Intervals: 95% "
+             'paired bootstrap over the test images.' + (f' Machine: {machine}.' if machine else ''), '',
              '| run | seed | images seen | train min | ' + ' | '.join(metrics)
              + ' | ' + ' | '.join(f'gain over {NAMES[b]} ({m})' for b in BASELINES
                                   for m in metrics) + ' |',
@@ -154,18 +154,12 @@ def format_page(results: Dict, configs: Sequence[str], seeds: Sequence[int],
             f"{r['seconds']['train'] / 60:.1f} | "
             + ' | '.join(f"**{r['accuracy']['trained'][m]:.1f}**" for m in metrics) + ' | '
             + ' | '.join(_cell(r['gain'][b][m]) for b in BASELINES for m in metrics) + ' |')
-    if len(configs) >= 2:
-        pairs = [(results[run_key(configs[0], s)], results[run_key(configs[1], s)])
-                 for s in seeds if run_key(configs[0], s) in results
-                 and run_key(configs[1], s) in results]
-        if pairs:
-            lines += ['', f'`{config_stem(configs[0])}` minus `{config_stem(configs[1])}` '
-                      '(same seed, same test images):', '',
-                      '| seed | ' + ' | '.join(metrics) + ' |', '|---|' + '---|' * len(metrics)]
-            for a, b in pairs:
-                cmp = compare(a, b)
-                lines.append(f"| {a['seed']} | " + ' | '.join(_cell(cmp[m]) for m in metrics)
-                             + ' |')
+    if comparison:
+        lines += ['', f'`{config_stem(configs[0])}` minus `{config_stem(configs[1])}` '
+                  '(same seed, same test images):', '',
+                  '| seed | ' + ' | '.join(metrics) + ' |', '|---|' + '---|' * len(metrics)]
+        for seed, cmp in comparison.items():
+            lines.append(f'| {seed} | ' + ' | '.join(_cell(cmp[m]) for m in metrics) + ' |')
     exported = results.get('_export')
     if exported:
         lines += ['', f"Shipped backbone: `{exported['path']}` ({exported['mbytes']:.1f} MB, "
@@ -181,23 +175,16 @@ def format_page(results: Dict, configs: Sequence[str], seeds: Sequence[int],
 
 
 def summary(results: Dict, configs: Sequence[str], seeds: Sequence[int],
-            machine: str = '') -> Dict:
+            comparison: Dict[str, Dict[str, Dict]], machine: str = '') -> Dict:
     """What the page states, as JSON (next to the page): per run the accuracies, gains and
     timings (no per-image vectors), the k = 5 vs k = 1 comparison and the shipped backbone."""
-    runs = {}
-    for c in configs:
-        for s in seeds:
-            r = results.get(run_key(c, s))
-            if r is not None:
-                runs[run_key(c, s)] = {k: r[k] for k in ('config', 'seed', 'data_root',
-                                                         'accuracy', 'gain', 'num_images',
-                                                         'steps', 'images_seen', 'seconds')}
+    keys = ('config', 'seed', 'data_root', 'accuracy', 'gain', 'num_images', 'steps',
+            'images_seen', 'seconds')
+    runs = {run_key(r['config'], r['seed']): {k: r[k] for k in keys}
+            for r in finished_runs(results, configs, seeds)}
     out = dict(machine=machine, runs=runs)
     if len(configs) >= 2:
-        out['first_minus_second'] = {
-            str(s): compare(results[run_key(configs[0], s)], results[run_key(configs[1], s)])
-            for s in seeds if run_key(configs[0], s) in results
-            and run_key(configs[1], s) in results}
+        out['first_minus_second'] = comparison
     if '_export' in results:
         out['export'] = results['_export']
     return out
@@ -205,7 +192,7 @@ def summary(results: Dict, configs: Sequence[str], seeds: Sequence[int],
 
 def readme_table(results: Dict, configs: Sequence[str], seeds: Sequence[int], page: str) -> str:
     """The short table the README quotes between its markers."""
-    runs = [results[run_key(c, s)] for c in configs for s in seeds if run_key(c, s) in results]
+    runs = finished_runs(results, configs, seeds)
     metrics = list(runs[0]['accuracy']['trained'])
     base = runs[0]
     lines = ['| features | ' + ' | '.join(metrics) + ' | gain over raw pixels (20-NN) |',
@@ -272,9 +259,11 @@ def run_cifar_benchmark(configs: Sequence[str] = BENCHMARK_CONFIGS, seeds: Seque
         curves = osp.splitext(page)[0] + '_curves.png'
         dirs = [results[run_key(c, s)]['work_dir'] for c in configs for s in seeds]
         plot_training_curves(dirs, curves, [run_key(c, s) for c in configs for s in seeds])
+        comparison = compare_first_two(results, configs, seeds)
         with open(page, 'w') as f:
-            f.write(format_page(results, configs, seeds, curves, machine))
-        save_results(summary(results, configs, seeds, machine), osp.splitext(page)[0] + '.json')
+            f.write(format_page(results, configs, seeds, comparison, curves, machine))
+        save_results(summary(results, configs, seeds, comparison, machine),
+                     osp.splitext(page)[0] + '.json')
     if readme and page:
         with open(readme) as f:
             text = f.read()

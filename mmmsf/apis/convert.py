@@ -19,7 +19,7 @@ from mmmsf.registry import MODELS, PARAM_SCHEDULERS
 from mmmsf.utils.authors_checkpoint import (_RULES, _map, authors_to_mmmsf_state,
                                             authors_trainable_names, is_authors_state)
 from mmmsf.utils.backbone_export import to_mmdet, to_torchvision
-from mmmsf.utils.checkpoint import safe_load
+from mmmsf.utils.checkpoint import safe_load, select_prefix
 from mmmsf.utils.model_io import load_state_dict
 from .config import load_config
 
@@ -123,6 +123,16 @@ def export_torchvision(src: str, dst: str, prefix: str = 'backbone.') -> int:
     """Save the torchvision ``ResNet`` state dict of an mmmsf checkpoint; returns #tensors."""
     sd = to_torchvision(load_state_dict(src), prefix)
     _save(sd, dst)
+    return len(sd)
+
+
+def export_backbone(src: str, dst: str, prefix: str = 'backbone.',
+                    meta: Optional[Dict] = None) -> int:
+    """Save only the ``prefix`` weights of an mmmsf checkpoint, under their mmmsf keys (what kNN,
+    linear and transfer evaluation load): a small file that loads weights-only; returns
+    #tensors."""
+    sd = {prefix + k: v for k, v in select_prefix(load_state_dict(src), prefix, source=src).items()}
+    _save(dict(meta=dict(meta or {}), state_dict=sd), dst)
     return len(sd)
 
 
