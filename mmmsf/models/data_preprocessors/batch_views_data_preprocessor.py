@@ -173,11 +173,7 @@ class BatchViewsDataPreprocessor(MultiViewDataPreprocessor):
         u = sample_uniforms(seeds, len(self.views)).to(x.device)
         out: List[torch.Tensor] = []
         for view, uv in zip(self.views, u):
-            y = make_view(x, uv, view) * 255.0
-            y = (y - self.mean) / self.std
-            if self.channels_last:
-                y = y.contiguous(memory_format=torch.channels_last)
-            out.append(y)
+            out.append(self.normalize(make_view(x, uv, view) * 255.0))
         return dict(inputs=out, data_samples=samples)
 
     @staticmethod

@@ -32,10 +32,13 @@ class MultiViewDataPreprocessor(ImgDataPreprocessor):
             x = torch.stack(list(view)) if not isinstance(view, torch.Tensor) else view
             if self._channel_conversion:
                 x = x[:, [2, 1, 0], ...]
-            x = x.float()
-            if self._enable_normalize:
-                x = (x - self.mean) / self.std
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            out.append(x)
+            out.append(self.normalize(x.float()))
         return dict(inputs=out, data_samples=data.get('data_samples'))
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """A float RGB view in [0, 255] -> normalised (and channels-last if asked)."""
+        if self._enable_normalize:
+            x = (x - self.mean) / self.std
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
