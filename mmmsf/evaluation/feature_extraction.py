@@ -91,8 +91,10 @@ def embed_batch(model, batch: dict, normalize: bool = True,
     """Features (B, D) on the CPU, labels (B, ) and dataset indices (B, ) (``-1`` where unknown)
     of one dataloader batch; the model must already be in eval mode.
 
-    The one place where images become kNN / probe features: :func:`extract_features` and the
-    online kNN validation (:class:`~mmmsf.engine.runner.KNNValLoop`) both call it.
+    The one place where images become kNN / probe features: :func:`extract_features`, the
+    online kNN validation (:class:`~mmmsf.engine.runner.KNNValLoop`) and the figure snapshots
+    (:class:`~mmmsf.engine.hooks.NeighbourSnapshotHook`, whose ``feature_fn`` is the model's
+    ``embed``) all call it.
     """
     data = model.data_preprocessor(batch, False)
     x = data['inputs']

@@ -7,9 +7,13 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
+from mmengine.dataset import pseudo_collate
 from mmengine.hooks import Hook
+from torch.utils.data import DataLoader, Subset
 
 from mmmsf.apis import load_config, prepare_train_cfg, train
+from mmmsf.datasets import ImageFolder
+from mmmsf.engine.hooks import NeighbourSnapshotHook
 from mmmsf.evaluation.results_io import read_results, results_path, write_results
 from mmmsf.evaluation.results_table import format_table, gather_run
 from mmmsf.registry import HOOKS
@@ -126,7 +130,6 @@ def test_neighbour_snapshots_and_grid(demo_run, tmp_path):
     # the last snapshot holds the trained model's embeddings of the pool images
     model = KeepModelHook.model
     assert last['pool_path'][0].startswith(MINI) and len(last['pool_path']) == 50
-    from mmmsf.datasets import ImageFolder
     ds = ImageFolder(data_root=MINI, data_prefix='train', serialize_data=False,
                      ann_file=demo_run[1].knn_train_dataloader.dataset.ann_file,
                      pipeline=[dict(type='LoadImageFromFile'), dict(type='PackInputs')])
@@ -145,6 +148,32 @@ def test_neighbour_snapshots_and_grid(demo_run, tmp_path):
         assert drawn['neighbours'][e] == [[str(s['pool_path'][p]) for p in s['nn_pos'][q]]
                                           for q in (0, 2)]
     assert drawn['queries'] == [str(last['pool_path'][last['query_pos'][q]]) for q in (0, 2)]
+
+
+@pytest.mark.parametrize('which', ['backbone', 'target'])
+def test_snapshot_embeddings_are_the_models_embed(demo_run, which):
+    """The hook embeds its pool through embed_batch with the model's own ``embed``: the same
+    values, in pool order, and the model's mode is restored."""
+    model = KeepModelHook.model
+    ds = ImageFolder(data_root=MINI, data_prefix='train', serialize_data=False,
+                     ann_file=demo_run[1].knn_train_dataloader.dataset.ann_file,
+                     pipeline=[dict(type='LoadImageFromFile'), dict(type='PackInputs')])
+    pool = [1, 3, 4, 8, 9]
+    loader = DataLoader(Subset(ds, pool), batch_size=2, collate_fn=pseudo_collate)
+    hook = NeighbourSnapshotHook(embedding=which)
+    hook.pool_index = np.array(pool)
+    model.train()
+    emb = hook.embed_pool(model, loader)
+    assert model.training
+    model.eval()
+    with torch.no_grad():
+        data = model.data_preprocessor(pseudo_collate([ds[i] for i in pool]), False)
+        ref = model.embed(data['inputs'][0], which)
+    model.train()
+    assert emb.shape == ref.shape and torch.allclose(emb, ref.cpu(), atol=1e-5)
+    hook.pool_index = np.array(pool[::-1])
+    with pytest.raises(RuntimeError, match='out of order'):
+        hook.embed_pool(model, loader)
 
 
 def test_tsne_plots_the_saved_embeddings(demo_run, tmp_path):

@@ -20,6 +20,7 @@ the pool with the current model and writes ``<work_dir>/<out_dir>/epoch_XXXX.npz
 ============== ==========================================================================
 """
 import copy
+import functools
 import os
 import os.path as osp
 from typing import Optional
@@ -29,6 +30,7 @@ import torch
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 
+from mmmsf.evaluation.feature_extraction import embed_batch
 from mmmsf.registry import HOOKS
 from mmmsf.utils.misc import get_ori_model
 
@@ -110,18 +112,18 @@ class NeighbourSnapshotHook(Hook):
             'classes', ()) or ()])
         return self._loader
 
-    @torch.no_grad()
     def embed_pool(self, model, loader) -> torch.Tensor:
-        """(P, D) L2-normalised embeddings of the pool (model in eval mode, no collectives)."""
+        """(P, D) L2-normalised embeddings of the pool (model in eval mode, no collectives),
+        each batch by :func:`~mmmsf.evaluation.feature_extraction.embed_batch` with the model's
+        ``embed(x, which)`` (already L2-normalised, so not normalised again)."""
         was_training = model.training
         model.eval()
+        feature_fn = functools.partial(model.embed, which=self.embedding)
         feats, idx = [], []
         for batch in loader:
-            data = model.data_preprocessor(batch, False)
-            x = data['inputs']
-            x = x[0] if isinstance(x, (list, tuple)) else x
-            feats.append(model.embed(x, self.embedding).cpu())
-            idx += [int(ds.metainfo['sample_idx']) for ds in data['data_samples']]
+            f, _, i = embed_batch(model, batch, normalize=False, feature_fn=feature_fn)
+            feats.append(f)
+            idx += i.tolist()
         model.train(was_training)
         if idx != self.pool_index.tolist():
             raise RuntimeError('NeighbourSnapshotHook: pool images came back out of order.')
