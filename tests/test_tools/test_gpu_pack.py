@@ -1,5 +1,5 @@
-"""What travels to the GPU machine and what comes back (tools/gpu_pack.py), and the rehearsal
-of the GPU run on the CPU (``tools/gpu_selfcheck.sh --rehearse``)."""
+"""What travels to the GPU machine and what comes back (dev/gpu_selfcheck/pack.py), and the
+rehearsal of the GPU run on the CPU (``tools/gpu_selfcheck.sh --rehearse``)."""
 import importlib.util
 import json
 import os
@@ -11,11 +11,14 @@ import pytest
 
 from tests.conftest import ROOT
 
-SCRIPT = osp.join(ROOT, 'tools', 'gpu_selfcheck.sh')
+ENTRY = osp.join(ROOT, 'tools', 'gpu_selfcheck.sh')
+HARNESS = osp.join(ROOT, 'dev', 'gpu_selfcheck')
+SCRIPT = osp.join(HARNESS, 'selfcheck.sh')
 
 
 def load(name):
-    spec = importlib.util.spec_from_file_location(name, osp.join(ROOT, 'tools', f'{name}.py'))
+    spec = importlib.util.spec_from_file_location(f'gpu_selfcheck_{name}',
+                                                  osp.join(HARNESS, f'{name}.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -49,7 +52,7 @@ def checkout(tmp_path):
 
 def test_travel_size_counts_the_checkout_and_the_carried_pack_not_ignored_outputs(checkout,
                                                                                 tmp_path):
-    gp = load('gpu_pack')
+    gp = load('pack')
     gitignore = len((checkout / '.gitignore').read_bytes())
     size = gp.travel_size(str(checkout), ['.gpu_pack'])
     tree = size['parts']['checkout (tracked + untracked, not ignored)']
@@ -66,8 +69,16 @@ def test_travel_size_counts_the_checkout_and_the_carried_pack_not_ignored_output
     assert 'configs/new.py' in copied and '.gpu_pack/wheelhouse/w.whl' in copied
 
 
+def test_the_harness_travels_with_the_checkout():
+    """The entry in tools/ and the harness it runs in dev/ are part of what travels."""
+    files = set(load('pack').git_travel_files(ROOT))
+    assert {'tools/gpu_selfcheck.sh', 'dev/gpu_selfcheck/selfcheck.sh',
+            'dev/gpu_selfcheck/selfcheck.py', 'dev/gpu_selfcheck/pack.py',
+            'dev/gpu_selfcheck/study.py'} <= files
+
+
 def test_travel_size_refuses_a_carried_path_that_travels_anyway(checkout):
-    gp = load('gpu_pack')
+    gp = load('pack')
     with pytest.raises(ValueError, match='not ignored by git'):
         gp.travel_size(str(checkout), ['tools'])
     with pytest.raises(ValueError, match='at most 8'):
@@ -75,13 +86,13 @@ def test_travel_size_refuses_a_carried_path_that_travels_anyway(checkout):
 
 
 def test_pack_refuses_a_folder_git_does_not_ignore(checkout):
-    gp = load('gpu_pack')
+    gp = load('pack')
     with pytest.raises(SystemExit, match='git does not ignore it'):
         gp.pack(str(checkout / 'tools' / 'pack'), 'python3', None, root=str(checkout))
 
 
 def test_check_out_names_each_broken_limit(tmp_path):
-    gp = load('gpu_pack')
+    gp = load('pack')
     ok = tmp_path / 'ok'
     for i in range(8):
         write(ok / f'f{i}', 10)
@@ -101,7 +112,7 @@ def test_check_out_names_each_broken_limit(tmp_path):
 
 
 def test_data_pack_holds_every_image_once_and_is_reproducible(image_folder, tmp_path):
-    gp = load('gpu_pack')
+    gp = load('pack')
     src = image_folder
     shutil.copytree(src / 'train', src / 'test')
     a, b = tmp_path / 'a.tar.gz', tmp_path / 'b.tar.gz'
@@ -132,13 +143,13 @@ def test_rehearsal_of_the_gpu_run_offline_on_a_python312_torch211_stand_in(tmp_p
     if not osp.isfile(osp.join(cache, 'standin-cp312-torch2.11.0', '.standin')) and \
             find_standin_base() is None:
         pytest.skip('no CPython 3.12 here to build the stand-in from (python3.12, pyenv, '
-                    'uv), see tools/gpu_selfcheck.sh find_python312')
+                    'uv), see dev/gpu_selfcheck/selfcheck.sh find_python312')
     if not osp.isdir(osp.join(ROOT, '..', 'shared', 'data', 'cifar10-jpg')) and \
             'MMMSF_STUDY_DATA' not in os.environ:
         pytest.skip('no CIFAR-10 images to pack (../shared/data/cifar10-jpg or '
                     'MMMSF_STUDY_DATA)')
     env = dict(os.environ, MMMSF_REHEARSAL_DIR=str(tmp_path), OMP_NUM_THREADS='1')
-    r = subprocess.run(['nice', '-n', '19', 'bash', SCRIPT, '--rehearse'], cwd=ROOT, env=env,
+    r = subprocess.run(['nice', '-n', '19', 'bash', ENTRY, '--rehearse'], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=3600)
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-6000:]
@@ -146,7 +157,7 @@ def test_rehearsal_of_the_gpu_run_offline_on_a_python312_torch211_stand_in(tmp_p
     work = tmp_path / 'tree' / 'work_dirs' / 'gpu_selfcheck'
     steps = {s['name']: s for s in
              map(json.loads, (work / 'steps.jsonl').read_text().splitlines())}
-    verdict = load('gpu_selfcheck')
+    verdict = load('selfcheck')
     for name in verdict.REHEARSAL_RUNS:
         assert steps[name]['status'] == 'ok', steps[name]
     for name in verdict.REHEARSAL_SKIPS:
@@ -157,7 +168,7 @@ def test_rehearsal_of_the_gpu_run_offline_on_a_python312_torch211_stand_in(tmp_p
     assert all(osp.getsize(tmp_path / 'OUT' / f) <= 16 << 20 for f in came_back)
     assert any(f.startswith('backbones_fp16.pt') for f in came_back)
     # the size report counted what the copy holds
-    gp = load('gpu_pack')
+    gp = load('pack')
     size = gp.travel_size(ROOT, ['.gpu_pack'])
     assert f'{size["total_mib"]:8.2f} MiB in all' in out
     assert size['total_bytes'] <= gp.TRAVEL_GOAL

@@ -1,6 +1,7 @@
 """``tools/gpu_selfcheck.sh --dry-run``: on the CPU, in seconds, every step of the GPU
 self-check exists, parses and is wired; a broken step fails the dry run and is named. And the
-summary of a real run reports what failed, was cut or skipped."""
+summary of a real run reports what failed, was cut or skipped. The entry in tools/ hands its
+arguments to the harness in dev/gpu_selfcheck/."""
 import importlib.util
 import json
 import os
@@ -10,7 +11,9 @@ import sys
 
 from tests.conftest import ROOT
 
-SCRIPT = osp.join(ROOT, 'tools', 'gpu_selfcheck.sh')
+ENTRY = osp.join(ROOT, 'tools', 'gpu_selfcheck.sh')
+HARNESS = osp.join(ROOT, 'dev', 'gpu_selfcheck')
+SCRIPT = osp.join(HARNESS, 'selfcheck.sh')
 STEPS = ('env_venv', 'env_install', 'env_mmcv', 'env_mmmsf', 'env_report', 'cuda_tests',
          'study_data', 'study_plan', 'study', 'study_export', 'bench_step_overhead', 'bench_step_throughput', 'bench_search_kernel', 'bench_memory',
          'bench_data_loading', 'mmcv_ops', 'mmcv_ops_check')
@@ -29,7 +32,7 @@ def step_lines(stdout):
 
 
 def test_dry_run_checks_every_step_and_writes_no_results(tmp_path):
-    r = dry_run(SCRIPT, tmp_path / 'out')
+    r = dry_run(ENTRY, tmp_path / 'out')
     assert r.returncode == 0, r.stdout + r.stderr
     lines = step_lines(r.stdout)
     assert list(lines)[:len(STEPS)] == list(STEPS)  # in the order the real run takes them
@@ -67,14 +70,23 @@ def test_dry_run_fails_and_names_each_broken_step(tmp_path):
 
 
 def test_unknown_option_is_one_clear_error():
-    r = subprocess.run(['bash', SCRIPT, '--budjet', '100'], capture_output=True, text=True,
+    r = subprocess.run(['bash', ENTRY, '--budjet', '100'], capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 2 and 'unknown option --budjet' in r.stderr
 
 
+def test_the_entry_is_thin_and_answers_help_from_any_folder(tmp_path):
+    assert len(open(ENTRY).read().splitlines()) <= 6
+    r = subprocess.run(['bash', ENTRY, '--help'], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert 'bash tools/gpu_selfcheck.sh --pack .gpu_pack' in r.stdout
+    assert '--cpu-rehearsal' in r.stdout and not r.stdout.startswith('#!')
+
+
 def load_tool():
     spec = importlib.util.spec_from_file_location('gpu_selfcheck',
-                                                  osp.join(ROOT, 'tools', 'gpu_selfcheck.py'))
+                                                  osp.join(HARNESS, 'selfcheck.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -1,19 +1,20 @@
-"""The Python side of ``tools/gpu_selfcheck.sh``: check the plan of a dry run, report the
-environment, and write ``summary.md`` / ``summary.json`` from the steps' results.
+"""The Python side of ``dev/gpu_selfcheck/selfcheck.sh``: check the plan of a dry run,
+report the environment, and write ``summary.md`` / ``summary.json`` from the steps' results.
 
-    python tools/gpu_selfcheck.py validate PLAN.tsv      # dry run: every step parses and is wired
-    python tools/gpu_selfcheck.py env-report OUT.json    # versions, GPU, driver, CUDA runtimes
-    python tools/gpu_selfcheck.py summarize DIR          # DIR/steps.jsonl + results -> summary
-    python tools/gpu_selfcheck.py rehearse-bench OUT.json -- benchmarks/X.py ARGS  # no GPU:
-                                        # ARGS parse, then one --quick iteration on the CPU
-    python tools/gpu_selfcheck.py rehearsal-verdict DIR  # every step that should run ran
+    python dev/gpu_selfcheck/selfcheck.py validate PLAN.tsv    # dry run: every step is wired
+    python dev/gpu_selfcheck/selfcheck.py env-report OUT.json  # versions, GPU, driver, CUDA
+    python dev/gpu_selfcheck/selfcheck.py summarize DIR        # DIR/steps.jsonl -> summary
+    python dev/gpu_selfcheck/selfcheck.py rehearse-bench OUT.json -- -m benchmarks.X ARGS
+                        # no GPU: ARGS parse, then one --quick iteration on the CPU
+    python dev/gpu_selfcheck/selfcheck.py rehearsal-verdict DIR  # every step that should run ran
 
-What travels and what comes back: tools/gpu_pack.py; the study's plan and backbones:
-tools/gpu_study.py.
+What travels and what comes back: pack.py; the study's plan and backbones: study.py (both
+beside this file).
 """
 import argparse
 import contextlib
 import importlib
+import importlib.util
 import io
 import json
 import math
@@ -27,7 +28,11 @@ import time
 import xml.etree.ElementTree as ET
 from typing import Dict, List, Optional
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+HERE = osp.dirname(osp.abspath(__file__))
+ROOT = osp.dirname(osp.dirname(HERE))
+# the plan's names of this script and of the study's (relative to ROOT, where steps run)
+SELF_SCRIPT = 'dev/gpu_selfcheck/selfcheck.py'
+STUDY_SCRIPT = 'dev/gpu_selfcheck/study.py'
 
 # What `pytest -m cuda` must run: one test (function name) per check the self-check promises.
 REQUIRED_CUDA_TESTS = {
@@ -71,14 +76,14 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _check_benchmark(script: str, args: List[str]) -> Optional[str]:
-    """None if ``benchmarks/<script>`` exists and its own parser accepts ``args``."""
-    path = osp.join(ROOT, script)
-    if not osp.isfile(path):
-        return f'{script} does not exist'
-    name = osp.splitext(osp.basename(script))[0]
+def _check_benchmark(module_name: str, args: List[str]) -> Optional[str]:
+    """None if the module ``benchmarks.<name>`` exists and its own parser accepts ``args``."""
+    script = f'python -m {module_name}'
+    path = osp.join(ROOT, *module_name.split('.')) + '.py'
+    if not module_name.startswith('benchmarks.') or not osp.isfile(path):
+        return f'{script}: no {osp.relpath(path, ROOT)}'
     try:
-        module = importlib.import_module(f'benchmarks.{name}')
+        module = importlib.import_module(module_name)
     except Exception as e:  # noqa: BLE001 -- report any import failure as the step's problem
         return f'{script} does not import: {type(e).__name__}: {e}'
     if not hasattr(module, 'parse_args') or not hasattr(module, 'main'):
@@ -133,22 +138,29 @@ def _check_self(args: List[str]) -> Optional[str]:
         with contextlib.redirect_stderr(err):
             ns = _parser().parse_args(args)
     except SystemExit:
-        return f'tools/gpu_selfcheck.py rejects {" ".join(args)}: {err.getvalue().strip()}'
+        return f'{SELF_SCRIPT} rejects {" ".join(args)}: {err.getvalue().strip()}'
     if ns.cmd not in COMMANDS:
-        return f'tools/gpu_selfcheck.py {ns.cmd}: parsed but not wired to a function'
+        return f'{SELF_SCRIPT} {ns.cmd}: parsed but not wired to a function'
     return None
 
 
+def _sibling(name: str):
+    """The script ``<name>.py`` beside this one, loaded as a module."""
+    spec = importlib.util.spec_from_file_location(f'gpu_selfcheck_{name}',
+                                                  osp.join(HERE, f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _check_study(args: List[str]) -> Optional[str]:
-    """``tools/gpu_study.py`` parses ``args``; a plan's config loads with its options."""
-    sys.path.insert(0, osp.join(ROOT, 'tools'))
-    import gpu_study
+    """``dev/gpu_selfcheck/study.py`` parses ``args``; a plan's config loads with its options."""
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):
-            ns = gpu_study.parse_args(args)
+            ns = _sibling('study').parse_args(args)
     except SystemExit:
-        return f'tools/gpu_study.py rejects {" ".join(args)}: {err.getvalue().strip()}'
+        return f'{STUDY_SCRIPT} rejects {" ".join(args)}: {err.getvalue().strip()}'
     if ns.cmd == 'plan':
         return _check_configs([ns.config], ns.cfg_options)
     return None
@@ -200,11 +212,11 @@ def check_python_step(args: List[str]) -> Optional[str]:
         return None
     if args[:2] == ['-m', 'pytest']:
         return _check_pytest(args[2:])
-    if args[0].startswith('benchmarks/'):
-        return _check_benchmark(args[0], args[1:])
-    if args[0] == 'tools/gpu_selfcheck.py':
+    if args[0] == '-m' and len(args) > 1 and args[1].startswith('benchmarks.'):
+        return _check_benchmark(args[1], args[2:])
+    if args[0] == SELF_SCRIPT:
         return _check_self(args[1:])
-    if args[0] == 'tools/gpu_study.py':
+    if args[0] == STUDY_SCRIPT:
         return _check_study(args[1:])
     if args[0] == 'tools/cifar_benchmark.py':
         return _check_cifar_benchmark(args[1:])
@@ -248,7 +260,6 @@ KEEP = ('torch', 'torchvision', 'numpy', 'setuptools')
 def missing_requirements() -> List[str]:
     """Packages of requirements/{runtime,faiss-gpu,tests}.txt that do not import here (by
     name, unpinned: they must fit the interpreter's existing torch and numpy)."""
-    import importlib.util
     import re
     out = []
     for name in ('runtime.txt', 'faiss-gpu.txt', 'tests.txt'):
@@ -344,22 +355,28 @@ def env_report(out: str, no_gpu_ok: bool = False) -> int:
 
 
 def rehearse_bench(out: str, command: List[str]) -> int:
-    """No GPU: check that the benchmark's own parser accepts the GPU run's arguments, then
-    run one ``--quick`` iteration of it on the CPU (1 thread), writing ``out``."""
+    """No GPU: check that the benchmark's own parser accepts the GPU run's arguments
+    (``command``: ``-m benchmarks.NAME ARGS``), then run one ``--quick`` iteration of it on the
+    CPU (1 thread), writing ``out``."""
     if command[:1] == ['--']:
         command = command[1:]
-    sys.path.insert(0, ROOT)
+    if len(command) < 2 or command[0] != '-m':
+        print(f'rehearse-bench: expected -m benchmarks.NAME ARGS, got {" ".join(command)}',
+              file=sys.stderr)
+        return 2
+    name, args = command[1], command[2:]
+    sys.path.insert(0, ROOT)  # as ``python -m`` from the checkout's root
     os.chdir(ROOT)
-    err = _check_benchmark(command[0], command[1:])
+    err = _check_benchmark(name, args)
     if err:
         print(f'the GPU arguments do not parse: {err}', file=sys.stderr)
         return 1
-    print(f'{command[0]}: the GPU run\'s arguments parse ({" ".join(command[1:])})')
-    name = osp.splitext(osp.basename(command[0]))[0]
-    module = importlib.import_module(f'benchmarks.{name}')
+    print(f'python -m {name}: the GPU run\'s arguments parse ({" ".join(args)})')
+    module = importlib.import_module(name)
     t0 = time.perf_counter()
     module.main(['--quick', '--device', 'cpu', '--threads', '1', '--out', out])
-    print(f'{command[0]} --quick --device cpu: {time.perf_counter() - t0:.1f} s, wrote {out}')
+    print(f'python -m {name} --quick --device cpu: {time.perf_counter() - t0:.1f} s, '
+          f'wrote {out}')
     return 0
 
 

@@ -1,8 +1,9 @@
-"""The GPU half of the learning study inside ``tools/gpu_selfcheck.sh``: how many epochs the
-budget allows, and the trained backbones in parts small enough to come back.
+"""The GPU half of the learning study inside the GPU self-check (``selfcheck.sh`` beside this
+file): how many epochs the budget allows, and the trained backbones in parts small enough to
+come back.
 
-    python tools/gpu_study.py plan CONFIG --data-root D --seconds S --out plan.json
-    python tools/gpu_study.py export WORK_DIR OUT_DIR     # float16 backbones, <= 16 MiB parts
+    python dev/gpu_selfcheck/study.py plan CONFIG --data-root D --seconds S --out plan.json
+    python dev/gpu_selfcheck/study.py export WORK_DIR OUT_DIR  # float16 backbones, <= 16 MiB parts
 
 ``plan`` probes the config on this machine: the training step alone (a few real batches held
 on the device, repeated) and the data loader alone (its workers decoding the images), each in
@@ -20,10 +21,6 @@ import os.path as osp
 import sys
 import time
 from typing import Dict, List, Optional
-
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
 MIB = 1 << 20
 PART_BYTES = 16 * MIB - 4096  # what comes back: at most 16 MiB a file

@@ -1,8 +1,8 @@
 """What travels to a GPU machine without a package index, and what may come back from it.
 
-    python tools/gpu_pack.py pack DIR --python PY --data SRC   # wheelhouse + images + manifest
-    python tools/gpu_pack.py travel-size --carry DIR           # bytes that travel, by part
-    python tools/gpu_pack.py check-out DIR                     # what comes back fits the limits
+    python dev/gpu_selfcheck/pack.py pack DIR --python PY --data SRC  # wheelhouse, images, manifest
+    python dev/gpu_selfcheck/pack.py travel-size --carry DIR   # bytes that travel, by part
+    python dev/gpu_selfcheck/pack.py check-out DIR             # what comes back fits the limits
 
 ``pack`` models the target machine by the interpreter ``PY`` (the machine's own Python, or a
 stand-in holding the same torch): the wheelhouse holds, for PY's CPython version on manylinux
@@ -27,7 +27,7 @@ import tarfile
 import tempfile
 from typing import Dict, List, Optional, Sequence, Tuple
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 MIB = 1 << 20
 
 # The machine we can get (docs/gpu_selfcheck.md): what travels and what comes back.
