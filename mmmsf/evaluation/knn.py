@@ -1,8 +1,9 @@
 """k-nearest-neighbour evaluation of a frozen backbone (paper Table 2, 1-NN and 20-NN).
 
 Protocol (reference code): pooled backbone features of both splits (eval mode), L2-normalised,
-exact inner-product search with faiss (``IndexFlatIP``), and an *unweighted* majority vote
-among the k nearest training images (ties go to the class of the nearer neighbours). The
+exact inner-product search with faiss (:func:`~mmmsf.utils.knn_search.faiss_topk`, equal
+similarities ordered by training index), and an *unweighted* majority vote among the k nearest
+training images (ties go to the class of the nearer neighbours). The
 similarity-weighted vote ``sum exp(s / T)`` (InstDisc/DINO) is available with ``weighted=True``.
 Features are cached on disk (``cache_dir``; recomputed when the weights or images change), and
 the test set is searched in chunks, so any number of test images works.
@@ -10,12 +11,16 @@ the test set is searched in chunks, so any number of test images works.
 import os.path as osp
 from typing import Dict, Optional, Sequence, Union
 
-import numpy as np
 import torch
 from mmengine.logging import MMLogger
 
-from mmmsf.utils.knn_search import gpu_resources, gpu_search_available
+from mmmsf.utils.knn_search import faiss_topk, gpu_search_available
 from .feature_extraction import extract_features
+
+
+#: Training features per GEMM block of the CPU search (faiss's own default block): a search
+#: holds at most ``batch_size x SEARCH_BLOCK`` float32 similarities.
+SEARCH_BLOCK = 1024
 
 
 def knn_predict(train_feats: torch.Tensor, train_labels: torch.Tensor,
@@ -24,30 +29,29 @@ def knn_predict(train_feats: torch.Tensor, train_labels: torch.Tensor,
                 gpu: Union[bool, str] = False) -> Dict[int, torch.Tensor]:
     """Predicted class of every test image (N, ) for each k in ``ks`` (features unit-norm).
 
+    The neighbours come from :func:`~mmmsf.utils.knn_search.faiss_topk` (exact inner-product
+    search; equal similarities ordered by training index), ``batch_size`` test images at a time.
     ``gpu``: search with faiss on the GPU (``True``), on the CPU (``False``), or on the GPU
     where faiss-gpu and a CUDA device are present (``'auto'``); the search is exact either way.
     """
-    import faiss
     if len(train_feats) == 0 or len(test_feats) == 0:
         raise ValueError('kNN evaluation needs at least one train and one test image.')
     kmax = max(ks)
     if kmax > len(train_feats):
         raise ValueError(f'k={kmax} > number of training images {len(train_feats)}: lower k.')
     num_classes = int(train_labels.max()) + 1
-    index = faiss.IndexFlatIP(train_feats.shape[1])
     if gpu == 'auto':
         gpu = gpu_search_available()
-    if gpu:
-        if not gpu_search_available():
-            raise RuntimeError('kNN search on the GPU needs faiss-gpu and a CUDA device: '
-                               "install requirements/faiss-gpu.txt or use gpu=False / 'auto'.")
-        index = faiss.index_cpu_to_gpu(gpu_resources(), torch.cuda.current_device(), index)
-    index.add(np.ascontiguousarray(train_feats.numpy().astype(np.float32)))
+    if gpu and not gpu_search_available():
+        raise RuntimeError('kNN search on the GPU needs faiss-gpu and a CUDA device: '
+                           "install requirements/faiss-gpu.txt or use gpu=False / 'auto'.")
+    device = torch.device('cuda', torch.cuda.current_device()) if gpu else torch.device('cpu')
+    keys = train_feats.to(device=device, dtype=torch.float32).contiguous()
     preds = {k: [] for k in ks}
     for start in range(0, len(test_feats), batch_size):  # any number of test images
-        q = np.ascontiguousarray(test_feats[start:start + batch_size].numpy().astype(np.float32))
-        sim, idx = index.search(q, kmax)
-        sim_t, nb_labels = torch.from_numpy(sim), train_labels[torch.from_numpy(idx)]
+        q = test_feats[start:start + batch_size].to(device=device, dtype=torch.float32)
+        sim, idx = faiss_topk(q, keys, kmax, chunk_size=SEARCH_BLOCK)
+        sim_t, nb_labels = sim.cpu(), train_labels[idx.cpu()]
         for k in ks:
             preds[k].append(vote(nb_labels[:, :k], sim_t[:, :k], num_classes, weighted,
                                  temperature))

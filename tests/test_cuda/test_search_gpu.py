@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mmmsf.evaluation.knn import knn_predict, vote
 from mmmsf.models.memories import NNMemoryBank
 from mmmsf.utils.knn_search import _block_similarities
 import mmmsf.utils.knn_search as knn_search
@@ -146,3 +147,19 @@ def test_gpu_half_gemm_accumulates_in_float32(dtype):
     buf = torch.empty(8, 16, device='cuda')
     _block_similarities(a.float(), b.T.contiguous(), buf, staging=None)
     assert torch.equal(buf, torch.full_like(buf, 64.0))
+
+
+@pytest.mark.parametrize('device', DEVICES)
+def test_knn_evaluation_search_equals_the_reference_with_ties(device):
+    """The kNN evaluation searches with the bank's search module: with ``gpu`` on (cuda) or off
+    (cpu) its neighbours, ties included, are the dense reference's, so are its predictions."""
+    if device == 'cuda':
+        require_faiss_gpu()
+    keys, q = integer_bank(4096, 16, 64)
+    labels = torch.randint(0, 10, (keys.shape[0], ), generator=torch.Generator().manual_seed(0))
+    ks = (1, 20)
+    ref_s, ref_i = reference_topk(q, keys, max(ks))
+    got = knn_predict(keys, labels, q, ks=ks, batch_size=24, gpu=device == 'cuda')
+    for k in ks:
+        expect = vote(labels[ref_i[:, :k]], ref_s[:, :k].float(), 10)
+        assert torch.equal(got[k], expect), k

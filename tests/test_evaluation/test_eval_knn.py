@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from mmmsf.evaluation import extract_features, knn_classify
+from mmmsf.evaluation import extract_features, knn_classify, knn_predict
 from mmmsf.evaluation.results_io import read_results
 from mmmsf.registry import MODELS
+from mmmsf.utils.knn_search import gpu_search_available
 from tests.conftest import MINI, ROOT, tiny_msf_cfg
 
 
@@ -49,6 +50,29 @@ def test_votes_match_brute_force_for_any_number_of_test_images(weighted):
     assert res['20-NN'] > 40  # well above the 20% chance of 5 classes
     with pytest.raises(ValueError, match='k=500 > number of training images 300'):
         knn_classify(*args, ks=(500, ))
+
+
+def test_equal_similarities_rank_the_lower_training_index_first():
+    """Duplicated training features: the vote's nearer neighbour is the lower index (the
+    search module's order), in every test chunk."""
+    rng = np.random.default_rng(1)
+    base = rng.normal(size=(4, 8)).astype(np.float32)
+    base /= np.linalg.norm(base, axis=1, keepdims=True)
+    tr = torch.from_numpy(np.concatenate([base, base]))  # row i and i + 4 are equal
+    ytr = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7])
+    te = torch.from_numpy(base[[3, 0, 2, 1, 0]])
+    for batch_size in (1, 2, 4096):
+        pred = knn_predict(tr, ytr, te, ks=(1, 2), batch_size=batch_size)
+        assert pred[1].tolist() == [3, 0, 2, 1, 0]  # not the equal twin 4 .. 7
+        assert pred[2].tolist() == [3, 0, 2, 1, 0]  # one vote each: the nearer (first) wins
+
+
+@pytest.mark.skipif(gpu_search_available(), reason='faiss-gpu present')
+def test_gpu_search_without_faiss_gpu_says_what_to_install():
+    tr, te = torch.eye(3), torch.eye(3)[:1]
+    with pytest.raises(RuntimeError, match='needs faiss-gpu and a CUDA device'):
+        knn_predict(tr, torch.arange(3), te, ks=(1, ), gpu=True)
+    assert knn_predict(tr, torch.arange(3), te, ks=(1, ), gpu='auto')[1].tolist() == [0]
 
 
 def test_feature_cache_is_reused_and_invalidated_by_new_weights(tmp_path):
