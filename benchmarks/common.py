@@ -8,7 +8,6 @@ import argparse
 import json
 import os
 import os.path as osp
-import platform
 import statistics
 import sys
 import time
@@ -20,7 +19,7 @@ if ROOT not in sys.path:
 
 import torch  # noqa: E402
 
-from mmmsf.utils.machine import cpu_model  # noqa: E402
+from mmmsf.utils.collect_env import collect_env  # noqa: E402
 
 DEFAULT_DATA_ROOT = osp.join(ROOT, 'data', 'cifar10_mini')
 
@@ -92,16 +91,11 @@ def usable_searches(device: torch.device, searches: Sequence[str]) -> List[str]:
 
 
 def machine_info(device: torch.device) -> Dict:
-    """What the numbers were measured on (CPU model, cores, load, versions, GPU)."""
-    info = dict(cpu=cpu_model(), cores=os.cpu_count(), torch_threads=torch.get_num_threads(),
-                load_avg_1_5_15=[round(x, 2) for x in os.getloadavg()],
-                python=platform.python_version(), torch=torch.__version__,
-                device=str(device))
-    try:
-        import faiss
-        info['faiss'] = faiss.__version__
-    except ImportError:
-        info['faiss'] = None
+    """What the numbers were measured on: ``mmmsf.utils.collect_env`` (CPU model and cores,
+    versions, GPUs) plus this run's torch threads, load average and device."""
+    info = collect_env()
+    info.update(torch_threads=torch.get_num_threads(),
+                load_avg_1_5_15=[round(x, 2) for x in os.getloadavg()], device=str(device))
     if device.type == 'cuda':
         info['gpu'] = torch.cuda.get_device_name(device)
     return info

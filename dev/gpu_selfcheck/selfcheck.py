@@ -21,7 +21,6 @@ import math
 import os
 import os.path as osp
 import platform
-import shutil
 import subprocess
 import sys
 import time
@@ -305,29 +304,34 @@ def _run(cmd: List[str]) -> Optional[str]:
 
 
 def env_report(out: str, no_gpu_ok: bool = False) -> int:
-    info: Dict = dict(python=platform.python_version(), executable=sys.executable,
-                      platform=platform.platform(), cpu_count=os.cpu_count())
+    """Write the environment as JSON: mmmsf's ``collect_env`` (mmengine's report with torch's
+    build details, plus mmmsf, the CPU and faiss) and what only this check asks: nvidia-smi,
+    each GPU's capability and memory, torch's CUDA and cuDNN, mmcv / mmdet / numpy, mmcv's
+    compiled ops and faiss's GPU support. 1 if torch sees no GPU (unless ``no_gpu_ok``)."""
+    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+    try:  # imported here: the summary and the dry run also run where torch is absent
+        import torch
+
+        from mmmsf.utils.collect_env import collect_env
+    except ImportError as e:
+        info = dict(error=f'torch or mmmsf does not import: {type(e).__name__}: {e}')
+        with open(out, 'w') as f:
+            json.dump(info, f, indent=2)
+        print(info['error'], file=sys.stderr)
+        return 1
+    info: Dict = collect_env(with_torch_compiling_info=True)
+    info.update(executable=sys.executable, platform=platform.platform(),
+                torch_cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version())
     info['nvidia_smi'] = _run(['nvidia-smi', '--query-gpu=name,driver_version,memory.total,'
                                'compute_cap', '--format=csv,noheader'])
-    nvcc = shutil.which('nvcc') or (osp.join(os.environ['CUDA_HOME'], 'bin', 'nvcc')
-                                   if os.environ.get('CUDA_HOME') else None)
-    info['nvcc'] = (_run([nvcc, '--version']) or '').splitlines()[-1:] if nvcc else None
-    ok = True
-    try:
-        import torch
-        info.update(torch=torch.__version__, torch_cuda=torch.version.cuda,
-                    cudnn=torch.backends.cudnn.version(), cuda_available=torch.cuda.is_available())
-        if torch.cuda.is_available():
-            info['gpus'] = [dict(name=torch.cuda.get_device_name(i),
-                                 capability='.'.join(map(str, torch.cuda.get_device_capability(i))),
-                                 memory_gib=round(torch.cuda.get_device_properties(i).total_memory
-                                                  / 2**30, 1))
-                            for i in range(torch.cuda.device_count())]
-        else:
-            ok = False
-    except ImportError as e:
-        info['torch'], ok = f'not importable: {e}', False
-    for mod in ('torchvision', 'mmengine', 'mmcv', 'mmdet', 'numpy', 'cv2', 'mmmsf'):
+    ok = torch.cuda.is_available()
+    if ok:
+        info['gpus'] = [dict(name=torch.cuda.get_device_name(i),
+                             capability='.'.join(map(str, torch.cuda.get_device_capability(i))),
+                             memory_gib=round(torch.cuda.get_device_properties(i).total_memory
+                                              / 2**30, 1))
+                        for i in range(torch.cuda.device_count())]
+    for mod in ('mmcv', 'mmdet', 'numpy'):
         try:
             info[mod] = importlib.import_module(mod).__version__
         except Exception as e:  # noqa: BLE001
@@ -339,12 +343,10 @@ def env_report(out: str, no_gpu_ok: bool = False) -> int:
         info['mmcv_ops'] = f'no compiled ops: {type(e).__name__}'
     try:
         import faiss
-        info['faiss'] = faiss.__version__
         info['faiss_gpu'] = hasattr(faiss, 'StandardGpuResources')
         info['faiss_num_gpus'] = faiss.get_num_gpus() if info['faiss_gpu'] else 0
     except Exception as e:  # noqa: BLE001
-        info['faiss'] = f'not importable: {type(e).__name__}: {e}'
-    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+        info['faiss_gpu'] = f'not importable: {type(e).__name__}: {e}'
     with open(out, 'w') as f:
         json.dump(info, f, indent=2)
     print(json.dumps(info, indent=2))
@@ -650,15 +652,19 @@ def summarize(d: str, budget: Optional[float], rehearsal: bool = False) -> int:
             ['GPU (nvidia-smi: name, driver, memory, capability)', env.get('nvidia_smi')],
             ['torch GPUs', '; '.join(f'{g["name"]} (sm {g["capability"]}, {g["memory_gib"]} GiB)'
                                      for g in gpus) or '-'],
-            ['python', env.get('python')], ['torch / CUDA / cuDNN',
-                                            f'{env.get("torch")} / {env.get("torch_cuda")} / '
-                                            f'{env.get("cudnn")}'],
+            ['python', (env.get('Python') or '-').split(' ')[0]],
+            ['torch / CUDA / cuDNN', f'{env.get("PyTorch")} / {env.get("torch_cuda")} / '
+                                     f'{env.get("cudnn")}'],
             ['faiss (GPU)', f'{env.get("faiss")} ({env.get("faiss_gpu")}, '
                             f'{env.get("faiss_num_gpus")} GPUs)'],
-            ['mmengine / mmcv / mmdet', f'{env.get("mmengine")} / {env.get("mmcv")} / '
-                                        f'{env.get("mmdet")}'],
-            ['mmcv compiled ops', env.get('mmcv_ops')], ['nvcc', env.get('nvcc')],
-            ['CPU cores', env.get('cpu_count')]])
+            ['mmengine / mmcv / mmdet / mmmsf', f'{env.get("MMEngine")} / {env.get("mmcv")} / '
+                                                f'{env.get("mmdet")} / {env.get("mmmsf")}'],
+            ['mmcv compiled ops', env.get('mmcv_ops')],
+            ['nvcc (CUDA_HOME)', f'{env.get("NVCC", "-")} ({env.get("CUDA_HOME", "-")})'],
+            ['GCC', env.get('GCC', '-')],
+            ['CPU', f'{env.get("CPU")}, {env.get("CPU cores")} cores']]
+            + ([['environment report', env.get('collect_env') or env.get('error')]]
+               if env.get('collect_env') or env.get('error') else []))
     md += ['## Steps', '']
     md += _table(['step', 'status', 'seconds', 'note'],
                  [[s['name'], s['status'], f"{s.get('seconds', 0):.1f}", s.get('note', '')]

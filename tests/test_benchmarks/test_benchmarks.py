@@ -22,7 +22,8 @@ def run_quick(tmp_path):
         payload = json.loads(out.read_text())
         assert payload['benchmark'] == name and payload['quick'] is True
         machine = payload['machine']
-        assert machine['cores'] >= 1 and len(machine['load_avg_1_5_15']) == 3
+        assert machine['CPU cores'] >= 1 and len(machine['load_avg_1_5_15']) == 3
+        assert machine['CPU'] and machine['PyTorch'] == torch.__version__ and machine['mmmsf']
         assert machine['torch_threads'] == 1 and machine['device'] == 'cpu'
         assert payload['results'], 'no measurements'
         return payload

@@ -9,6 +9,10 @@ import os.path as osp
 import subprocess
 import sys
 
+import torch
+
+import mmmsf
+from mmmsf.utils.machine import cpu_model
 from tests.conftest import ROOT
 
 ENTRY = osp.join(ROOT, 'tools', 'gpu_selfcheck.sh')
@@ -117,3 +121,19 @@ def test_summary_reports_failed_cut_and_skipped_steps_and_tests(tmp_path):
     md = (tmp_path / 'summary.md').read_text()
     assert 'INCOMPLETE or FAILED' in md and 'abs_diff=0.004' in md
     assert 'needs faiss-gpu' in md and '| bench_memory | timeout |' in md
+
+
+def test_env_report_is_collect_env_plus_the_gpu_fields_and_the_summary_shows_it(tmp_path):
+    tool = load_tool()
+    out = tmp_path / 'env.json'
+    assert tool.main(['env-report', str(out), '--no-gpu-ok']) == 0
+    env = json.loads(out.read_text())
+    assert env['PyTorch'] == torch.__version__ and env['mmmsf'] == mmmsf.__version__
+    assert env['CPU'] == cpu_model() and 'PyTorch compiling details' in env
+    assert {'nvidia_smi', 'torch_cuda', 'cudnn', 'mmcv', 'mmcv_ops', 'faiss_gpu'} <= set(env)
+    if not torch.cuda.is_available():  # no GPU is an error outside a rehearsal
+        assert tool.main(['env-report', str(tmp_path / 'e2.json')]) == 1
+    tool.main(['summarize', str(tmp_path)])
+    md = (tmp_path / 'summary.md').read_text()
+    assert f'| torch / CUDA / cuDNN | {torch.__version__} / ' in md
+    assert f'| CPU | {cpu_model()}, ' in md
