@@ -5,7 +5,8 @@ Layouts accepted (``data_root`` + ``data_prefix``):
 * a folder ``<class>/<image>`` (torchvision's ImageFolder; classes sorted by name), or
 * an ``ann_file`` listing one image per line, ``relative/path.jpg [label]``, relative to the
   split folder -- the format of the public ImageNet 1% / 10% subset lists (SimCLR's lists,
-  which name bare files ``n01440764_10026.JPEG``, are read as ``n01440764/n01440764_10026.JPEG``).
+  which name bare files ``n01440764_10026.JPEG``, are read as ``n01440764/n01440764_10026.JPEG``;
+  the names are resolved by :func:`~mmmsf.datasets.label_subset.resolve_subset_list`).
   Without a label column the label is the image's class folder.
 """
 import os
@@ -16,7 +17,7 @@ from mmengine.dataset import BaseDataset
 
 from mmmsf.registry import DATASETS
 from .image_files import IMG_EXTENSIONS
-from .label_subset import read_subset_list
+from .label_subset import resolve_subset_list
 from .sample_seed import aug_seed_of, seeded_random
 
 
@@ -69,21 +70,12 @@ class ImageFolder(BaseDataset):
             if not osp.isfile(self.ann_file):
                 raise FileNotFoundError(f'ann_file {self.ann_file!r} does not exist: fix the '
                                         'path of the subset list in the config.')
-            for ln_no, rel, listed_label in read_subset_list(self.ann_file):
+            for ln_no, rel, listed_label in resolve_subset_list(self.ann_file, self.img_root):
                 path = osp.join(self.img_root, rel)
-                if (not osp.isfile(path) and '/' not in rel and '_' in rel
-                        and osp.isfile(osp.join(self.img_root, rel.split('_')[0], rel))):
-                    # SimCLR's 1% / 10% lists name bare files <wnid>_<n>.JPEG of class <wnid>
-                    rel = f"{rel.split('_')[0]}/{rel}"
-                    path = osp.join(self.img_root, rel)
-                if not osp.isfile(path):
-                    raise FileNotFoundError(
-                        f'{self.ann_file}:{ln_no}: listed image {path!r} does not exist; fix the '
-                        'list or the data_root/data_prefix it is relative to.')
                 if listed_label is not None:
                     label = int(listed_label)
                 else:
-                    cls = rel.replace('\\', '/').split('/')[0]
+                    cls = rel.split('/')[0]
                     if cls not in cls_to_idx:
                         raise ValueError(f'{self.ann_file}:{ln_no}: class folder {cls!r} of '
                                          f'{rel!r} is not one of the dataset classes.')

@@ -3,9 +3,10 @@ labelled images, at mid-epoch and at each epoch end (paper §3.2).
 
 The labelled subset is a file list with one image path per line, relative to the training
 split's folder (``n01440764/n01440764_10026.JPEG``), optionally followed by a label -- the
-format of the public ImageNet 1% / 10% lists. Lines that are bare file names (SimCLR's lists)
-are matched by file name. Every listed image must be in the training set, or the run stops
-naming the first missing ones.
+format of the public ImageNet 1% / 10% lists; the names are resolved as the dataset's
+``ann_file`` (:func:`~mmmsf.datasets.label_subset.resolve_subset_list`: ``<class>/<file>``, a
+bare SimCLR name, or a bare file name only one image has). Every listed image must be in the
+training set, or the run stops naming the first entry that is not.
 
 Each round (authors' code: 10 epochs, SGD lr 0.01, momentum 0.9, weight decay 1e-4, batch
 256, a fresh optimiser per round, the classifier's weights kept between rounds) trains a copy
@@ -22,7 +23,7 @@ import torch
 from mmengine.dist import broadcast, get_rank
 from mmengine.hooks import Hook
 
-from mmmsf.datasets.label_subset import read_subset_list
+from mmmsf.datasets.label_subset import resolve_subset_list
 from mmmsf.registry import HOOKS
 from mmmsf.utils.misc import get_ori_model
 
@@ -36,29 +37,15 @@ def read_labelled_list(path: str, dataset, data_root: Optional[str] = None) -> L
                                 'labelled_list of PseudoLabelHook (a path, or relative to the '
                                 'dataset root).')
     root = dataset.data_prefix.get('img_path', '') if hasattr(dataset, 'data_prefix') else ''
-    by_rel, by_name = {}, {}
+    by_rel = {}
     for i in range(len(dataset)):
         img = dataset.get_data_info(i)['img_path']
-        rel = osp.relpath(img, root).replace('\\', '/') if root else img
-        by_rel[rel] = i
-        by_name.setdefault(osp.basename(img), []).append(i)
-    entries = [rel for _, rel, _ in read_subset_list(path)]
+        by_rel[osp.relpath(img, root).replace('\\', '/') if root else img] = i
+    entries = resolve_subset_list(path, root, images=by_rel,
+                                  where=f'the training set ({len(by_rel)} images under {root!r})')
     if not entries:
         raise ValueError(f'labelled subset list {path!r} is empty.')
-    found, missing = [], []
-    for rel in entries:
-        rel = rel.replace('\\', '/')
-        if rel in by_rel:
-            found.append(by_rel[rel])
-        elif '/' not in rel and len(by_name.get(rel, ())) == 1:
-            found.append(by_name[rel][0])
-        else:
-            missing.append(rel)
-    if missing:
-        raise ValueError(f'{len(missing)} of the {len(entries)} images of {path!r} are not in '
-                         f'the training set (e.g. {missing[:3]}); the paths must be relative to '
-                         f'{root!r}.')
-    return sorted(set(found))
+    return sorted({by_rel[rel] for _, rel, _ in entries})
 
 
 @HOOKS.register_module()
