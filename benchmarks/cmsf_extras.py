@@ -12,20 +12,16 @@ and the step cost of CMSF-2Q's second bank, as functions of the dataset size.
   the CMSF-KM step. Sizes this machine cannot run are extrapolated from the measured rates
   (k-means FLOPs 2 N C D iters / measured k-means GFLOP/s), marked as such.
 
-    python benchmarks/cmsf_extras.py [--device cuda] [--quick]
+    python -m benchmarks.cmsf_extras [--device cuda] [--quick]
 """
 import argparse
 import math
-import os.path as osp
-import sys
 import time
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from benchmarks.common import (DEFAULT_DATA_ROOT, add_common_args, build_model,  # noqa: E402
+from benchmarks.common import (DEFAULT_DATA_ROOT, add_common_args, build_model,
                                build_optim_wrapper, median, msf_cfg, preset, print_table,
                                real_batches, result_payload, setup, sync, train_step,
                                write_json)

@@ -9,18 +9,14 @@ import json
 import os
 import os.path as osp
 import statistics
-import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
+import torch
+
+from mmmsf.utils.collect_env import collect_env
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-import torch  # noqa: E402
-
-from mmmsf.utils.collect_env import collect_env  # noqa: E402
-
 DEFAULT_DATA_ROOT = osp.join(ROOT, 'data', 'cifar10_mini')
 
 # The paper's bank sizes (Table 1: 128K and 1M) plus a small one; all are multiples of the

@@ -8,19 +8,16 @@ real DataLoaders with 1..N workers (collation included) give the achieved rates.
 batch / step time of an MSF step (128K bank) of the device preset, measured here on
 pre-collated batches. ``workers needed = ceil(consumption / per-worker rate)``.
 
-    python benchmarks/data_loading.py [--data-root DIR] [--img-size 224] [--device cuda]
+    python -m benchmarks.data_loading [--data-root DIR] [--img-size 224] [--device cuda]
 """
 import argparse
 import math
 import os.path as osp
-import sys
 import time
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import torch
 
-import torch  # noqa: E402
-
-from benchmarks.common import (DEFAULT_DATA_ROOT, add_common_args, build_dataset,  # noqa: E402
+from benchmarks.common import (DEFAULT_DATA_ROOT, add_common_args, build_dataset,
                                build_model, build_optim_wrapper, median, msf_cfg, preset,
                                print_table, real_batches, result_payload, setup, sync,
                                train_step, weak_strong_pipeline, write_json)

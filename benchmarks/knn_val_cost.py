@@ -20,21 +20,18 @@ search) / (N_train train); loading share = (N_mem + N_q) load_val / (N_train loa
 run is bound by one of the two and the validation by the same one, so the projected share is the
 larger of the two; the amortised share divides it by the interval.
 
-    python benchmarks/knn_val_cost.py [--device cuda] [--quick] [--repeats 5]
+    python -m benchmarks.knn_val_cost [--device cuda] [--quick] [--repeats 5]
 """
 import argparse
 import os
 import os.path as osp
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from benchmarks.common import (DEFAULT_DATA_ROOT, add_common_args, build_model,  # noqa: E402
+from benchmarks.common import (DEFAULT_DATA_ROOT, add_common_args, build_model,
                                build_optim_wrapper, median, msf_cfg, preset, print_table,
                                real_batches, result_payload, setup, sync, train_step,
                                weak_strong_pipeline, write_json)

@@ -10,21 +10,17 @@ around the mean-shift part of a step: enqueue of the batch's targets + neighbour
 faiss allocates its distance block inside the library, where torch's profiler cannot see it;
 its size is set to the same bound (``mmmsf.utils.knn_search.blas_search``).
 
-    python benchmarks/memory.py [--device cuda] [--quick]
+    python -m benchmarks.memory [--device cuda] [--quick]
 """
 import argparse
 import json
 import os
-import os.path as osp
-import sys
 import tempfile
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import torch
+import torch.nn.functional as F
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from benchmarks.common import (BANK_SIZES, PRESETS, QUICK, add_common_args,  # noqa: E402
+from benchmarks.common import (BANK_SIZES, PRESETS, QUICK, add_common_args,
                                print_table, result_payload, setup, write_json)
 
 # images in the bundled subset, the full CIFAR-10 JPEG set, ImageNet-1k train

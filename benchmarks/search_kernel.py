@@ -7,18 +7,14 @@ GFLOP/s count 2 * B * K * D per search (the GEMM's multiply-adds); the top-k is 
 the search does within that time. Every round measures the GEMM and every search once; the
 reported efficiency is the median of the per-round ratios.
 
-    python benchmarks/search_kernel.py [--device cuda] [--quick]
+    python -m benchmarks.search_kernel [--device cuda] [--quick]
 """
 import argparse
-import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import torch
+import torch.nn.functional as F
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from benchmarks.common import (add_common_args, median, print_table,  # noqa: E402
+from benchmarks.common import (add_common_args, median, print_table,
                                result_payload, setup, time_call, usable_searches, write_json)
 
 GOAL = 0.70

@@ -13,19 +13,16 @@ a cost model of how far the design scales.
    sharded bank's communication per step for W = 8..512 GPUs and K = 1M..100M slots, at a given
    per-GPU bandwidth.
 
-    python benchmarks/sharded_bank.py [--quick] [--world 2] [--bank-sizes 128000 1024000]
+    python -m benchmarks.sharded_bank [--quick] [--world 2] [--bank-sizes 128000 1024000]
 """
 import argparse
 import os.path as osp
-import sys
 import time
 from typing import Dict, List
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import torch
 
-import torch  # noqa: E402
-
-from benchmarks.common import (DEFAULT_DATA_ROOT, add_common_args, machine_info,  # noqa: E402
+from benchmarks.common import (DEFAULT_DATA_ROOT, add_common_args, machine_info,
                                median, msf_cfg, preset, print_table, real_batches,
                                result_payload, setup, write_json)
 

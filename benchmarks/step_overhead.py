@@ -11,18 +11,14 @@ searches alone predict, which is far less sensitive than whole-step times to oth
 shared machine. Goals (paper: 0.72% at 128K, 6.78% at 1M on a GPU): ratio <= 1.03 at 128K and
 <= 1.10 at 1M on the CPU preset, <= 1.01 and <= 1.05 with ``--device cuda``.
 
-    python benchmarks/step_overhead.py [--device cuda] [--quick] [--repeats 5]
+    python -m benchmarks.step_overhead [--device cuda] [--quick] [--repeats 5]
 """
 import argparse
 import os
-import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import torch
 
-import torch  # noqa: E402
-
-from benchmarks.common import (BANK_SIZES, DEFAULT_DATA_ROOT, SearchTimer,  # noqa: E402
+from benchmarks.common import (BANK_SIZES, DEFAULT_DATA_ROOT, SearchTimer,
                                add_common_args, build_model, build_optim_wrapper, median,
                                msf_cfg, preset, print_table, real_batches, result_payload,
                                setup, sync, train_step, usable_searches, write_json)

@@ -7,19 +7,15 @@ same initial weights, trained on the same pre-collated real-image batches; each 
 reported. Memory per step: the peak of the CUDA caching allocator during one step above what
 was allocated before it (weights, optimiser state and bank), and the whole peak.
 
-    python benchmarks/step_throughput.py [--device cuda] [--quick] [--formats fp32 amp ...]
+    python -m benchmarks.step_throughput [--device cuda] [--quick] [--formats fp32 amp ...]
 """
 import argparse
 import copy
-import os.path as osp
-import sys
 import time
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import torch
 
-import torch  # noqa: E402
-
-from benchmarks.common import (DEFAULT_DATA_ROOT, add_common_args, build_model,  # noqa: E402
+from benchmarks.common import (DEFAULT_DATA_ROOT, add_common_args, build_model,
                                build_optim_wrapper, median, msf_cfg, preset, print_table,
                                real_batches, result_payload, setup, sync, train_step,
                                write_json)

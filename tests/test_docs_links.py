@@ -1,7 +1,7 @@
 """The documentation resolves: every relative link and anchor in README.md, docs/**/*.md and
 configs/**/README.md points at something that exists, and every ``python tools/...``,
-``bash tools/...`` and ``python benchmarks/...`` command they name is a file that answers
-``--help``.
+``bash tools/...`` and ``python -m benchmarks....`` command they name is a file that answers
+``--help`` (the benchmarks run as modules from the checkout's root, as ``python -m`` does).
 
 Anchors follow GitHub's rules: the heading's text, lowercase, punctuation dropped, each space
 turned into '-', and '-1', '-2', ... appended to repeated headings.
@@ -25,6 +25,7 @@ HEADING = re.compile(r'^(#{1,6})\s+(.*?)\s*#*\s*$')
 LINK = re.compile(r'!?\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+"[^"]*")?\s*\)')
 INLINE_CODE = re.compile(r'`[^`\n]*`')
 COMMAND = re.compile(r'\b(python|bash)\s+((?:tools|benchmarks)/[\w./-]+)')
+MODULE = re.compile(r'\bpython\s+-m\s+(benchmarks\.\w+)')
 SCHEME = re.compile(r'^[a-zA-Z][a-zA-Z0-9+.-]*:')
 
 # Tools that must not be started by a test: they install, run the whole suite or train.
@@ -145,7 +146,8 @@ def broken_links(files: List[str], root: str = ROOT) -> List[str]:
 
 
 def named_commands(files: List[str]) -> Dict[str, List[str]]:
-    """{tools/... or benchmarks/... path: [FILE:LINE, ...]} of the commands the docs name."""
+    """{tools/... or benchmarks/... path: [FILE:LINE, ...]} of the commands the docs name
+    (``python -m benchmarks.X`` names ``benchmarks/X.py``)."""
     out: Dict[str, List[str]] = {}
     for rel in files:
         for n, line in enumerate(read(rel).splitlines(), 1):
@@ -154,7 +156,14 @@ def named_commands(files: List[str]) -> Dict[str, List[str]]:
                 if kind == 'bash' and not path.startswith('tools/'):
                     continue
                 out.setdefault(path, []).append(f'{rel}:{n}')
+            for m in MODULE.finditer(line):
+                out.setdefault(m.group(1).replace('.', '/') + '.py', []).append(f'{rel}:{n}')
     return out
+
+
+def run_target(path: str) -> str:
+    """What ``python`` is given to run ``path``: the module of a benchmark, else the file."""
+    return path[:-len('.py')].replace('/', '.') if path.startswith('benchmarks/') else path
 
 
 @pytest.fixture(scope='module')
@@ -210,6 +219,10 @@ def test_links_and_anchors_resolve(docs):
 def test_named_commands_exist(docs, commands):
     assert {'tools/train.py', 'tools/dist_train.sh', 'tools/demo.sh', 'tools/run_tests.sh',
             'benchmarks/step_overhead.py'} <= set(commands)
+    as_files = [f'{rel}:{n}' for rel in docs for n, line in enumerate(read(rel).splitlines(), 1)
+                if re.search(r'\bpython\s+benchmarks/', line)]
+    assert not as_files, ('benchmarks run as python -m benchmarks.NAME (from the checkout\'s '
+                          'root), not as files:\n' + '\n'.join(as_files))
     missing = [f'{p} (named in {", ".join(w)})' for p, w in sorted(commands.items())
                if not osp.isfile(osp.join(ROOT, p))]
     assert not missing, 'commands named in the docs that do not exist:\n' + '\n'.join(missing)
@@ -221,8 +234,8 @@ def _help(cmd: List[str]) -> subprocess.CompletedProcess:
                           stdin=subprocess.DEVNULL)
 
 
-# Runs each tool given on the command line as ``python TOOL --help`` would, each in a process of
-# its own, forked from one that has imported torch, mmengine and mmmsf once (21 fresh
+# Runs each tool given on the command line as ``python TOOL --help`` would (a name without '/' as
+# ``python -m NAME --help`` from the current folder), each in a process of its own, forked from one that has imported torch, mmengine and mmmsf once (21 fresh
 # interpreters would each spend ~2.5 CPU-seconds importing them); prints
 # {tool: [exit status, stdout, stderr]} as JSON.
 FORKED_HELP = r'''
@@ -236,10 +249,15 @@ def start(tool):
     if pid == 0:
         os.dup2(out.fileno(), 1); os.dup2(err.fileno(), 2)
         sys.stdout = os.fdopen(1, 'w'); sys.stderr = os.fdopen(2, 'w')
-        sys.argv = [tool, '--help']; sys.path[0] = os.path.dirname(os.path.abspath(tool))
+        sys.argv = [tool, '--help']
         code = 0
         try:
-            runpy.run_path(tool, run_name='__main__')
+            if '/' in tool:
+                sys.path[0] = os.path.dirname(os.path.abspath(tool))
+                runpy.run_path(tool, run_name='__main__')
+            else:
+                sys.path[0] = os.getcwd()
+                runpy.run_module(tool, run_name='__main__', alter_sys=True)
         except SystemExit as e:
             if isinstance(e.code, int) or e.code is None:
                 code = e.code or 0
@@ -268,10 +286,11 @@ def test_python_tools_answer_help(commands):
     no_detection = detection_stack_missing()
     tools = sorted(p for p in commands if p.endswith('.py') and osp.isfile(osp.join(ROOT, p)))
     assert len(tools) >= 20
-    run = _help([sys.executable, '-c', FORKED_HELP] + tools)
+    run = _help([sys.executable, '-c', FORKED_HELP] + [run_target(p) for p in tools])
     assert run.returncode == 0, run.stderr[-3000:]
-    results = json.loads(run.stdout.strip().splitlines()[-1])
-    assert sorted(results) == tools
+    by_target = json.loads(run.stdout.strip().splitlines()[-1])
+    results = {p: by_target[run_target(p)] for p in tools}
+    assert sorted(by_target) == sorted(run_target(p) for p in tools)
     problems = []
     for path, (code, stdout, stderr) in sorted(results.items()):
         if path in DETECTION_TOOLS and no_detection:
@@ -324,9 +343,15 @@ def test_forked_help_runner_reports_each_tools_exit_status(tmp_path):
     broken.write_text("import argparse\nfrom mmmsf.apis import no_such_name\n")
     says = tmp_path / 'says.py'
     says.write_text("raise SystemExit('build it first')\n")
-    run = _help([sys.executable, '-c', FORKED_HELP, str(good), str(broken), str(says)])
+    run = _help([sys.executable, '-c', FORKED_HELP, str(good), str(broken), str(says),
+                 'benchmarks.search_kernel', 'benchmarks.no_such_benchmark'])
     assert run.returncode == 0, run.stderr
     results = json.loads(run.stdout.strip().splitlines()[-1])
     assert results[str(good)][0] == 0 and 'usage: good' in results[str(good)][1]
     assert results[str(broken)][0] == 1 and 'ImportError' in results[str(broken)][2]
     assert results[str(says)][0] == 1 and results[str(says)][2].strip() == 'build it first'
+    # a module name runs as ``python -m`` would, from the checkout's root
+    code, stdout, _ = results['benchmarks.search_kernel']
+    assert code == 0 and 'usage:' in stdout and '--shapes' in stdout
+    code, _, stderr = results['benchmarks.no_such_benchmark']
+    assert code == 1 and 'No module named benchmarks.no_such_benchmark' in stderr
