@@ -5,20 +5,17 @@ as training decodes them, and list the unreadable ones -- before a long run find
 
 Exit status 1 when any image is unreadable (each is printed with the reason), 0 otherwise.
 """
-import argparse
 import os
 import sys
 
 from mmmsf.apis.check_images import check_images
-from mmmsf.apis.config import DictAction, load_config
+from mmmsf.apis.cli import default_argument_parser
+from mmmsf.apis.config import load_config
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description='find unreadable images before training')
-    p.add_argument('config')
-    p.add_argument('--data-root')
+    p = default_argument_parser('Find unreadable images before training.')
     p.add_argument('--workers', type=int, default=min(8, os.cpu_count() or 1))
-    p.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = p.parse_args()
     cfg = load_config(args.config, args.cfg_options, args.data_root)
     n, bad = check_images(cfg, args.workers)

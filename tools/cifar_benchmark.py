@@ -14,29 +14,22 @@ an interrupted run resumes from its last checkpoint). Then writes the results pa
 image (default docs/benchmarks/cifar_hour.md), exports the first config's backbone to
 checkpoints/<config stem>.pth and, with --readme, fills the README's table.
 """
-import argparse
-
 from mmmsf.apis.cifar_benchmark import BENCHMARK_CONFIGS, run_cifar_benchmark
+from mmmsf.apis.cli import default_argument_parser
 from mmmsf.utils.machine import machine_name
-from mmmsf.apis.config import DictAction
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--data-root', help='CIFAR-10 ImageFolder (default: the configs\' bundled '
-                   'data/cifar10_mini, a smoke run)')
+    p = default_argument_parser(__doc__, config=False, work_dir=True)
+    p.set_defaults(work_dir='work_dirs/cifar_benchmark')
     p.add_argument('--configs', nargs='+', default=list(BENCHMARK_CONFIGS),
                    help='first = the shipped run; the first two are compared')
     p.add_argument('--seeds', type=int, nargs='+', default=[0])
-    p.add_argument('--work-dir', default='work_dirs/cifar_benchmark')
     p.add_argument('--page', default='docs/benchmarks/cifar_hour.md',
                    help="results page ('' : train and score only)")
     p.add_argument('--checkpoint-dir', default='checkpoints')
     p.add_argument('--no-export', action='store_true', help='do not write checkpoints/')
     p.add_argument('--readme', help='fill this README\'s cifar-hour table (e.g. README.md)')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction,
-                   help='override config keys of every run (e.g. train_cfg.max_epochs=1)')
     args = p.parse_args()
     export = not args.no_export and bool(args.page)
     run_cifar_benchmark(args.configs, args.seeds, args.data_root, args.work_dir, args.page or None,

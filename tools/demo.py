@@ -3,27 +3,22 @@
     python tools/demo.py                          # one run (seed of the config), summary block
     python tools/demo.py --seeds 0 1 2 3 4        # the README's table: spread over five seeds
 """
-import argparse
 import json
 import os.path as osp
 
-from mmengine.config import DictAction
-
 from mmmsf.apis import format_demo, run_demo
+from mmmsf.apis.cli import default_argument_parser
 from mmmsf.apis.demo import DEMO_CONFIG, format_seeds, run_demo_seeds
 from mmmsf.utils.machine import machine_name
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = default_argument_parser(__doc__, config=False, work_dir=True)
+    p.set_defaults(work_dir='work_dirs/demo_msf')
     p.add_argument('--config', default=DEMO_CONFIG)
-    p.add_argument('--work-dir', default='work_dirs/demo_msf')
-    p.add_argument('--data-root', help='e.g. a full CIFAR-10 ImageFolder copy')
     p.add_argument('--seed', type=int, help='training seed (default: the config\'s)')
     p.add_argument('--seeds', type=int, nargs='+',
                    help='run once per seed and print mean ± std (min-max) over them')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys')
     args = p.parse_args()
     if args.seeds:
         out = run_demo_seeds(args.seeds, args.config, args.work_dir, args.data_root,

@@ -9,32 +9,23 @@ change). The result is printed and written to <checkpoint folder>/eval/knn_<chec
 (with ``--random-init``: work_dirs/eval/knn_random_init.json; ``--out`` elsewhere), which
 tools/analysis/results_table.py reads; the path is printed.
 """
-import argparse
 import json
 import os.path as osp
 
-from mmmsf.apis.config import DictAction
-
 from mmmsf.apis import knn_from_config, load_config
+from mmmsf.apis.cli import default_argument_parser
 from mmmsf.apis.evaluate import write_knn_results
 
 
 def main():
-    p = argparse.ArgumentParser(description='kNN evaluation of a frozen backbone.')
-    p.add_argument('config')
-    p.add_argument('checkpoint', nargs='?')
-    p.add_argument('--random-init', action='store_true', help='evaluate the untrained model')
+    p = default_argument_parser('kNN evaluation of a frozen backbone.', checkpoint=True,
+                                device=True)
     p.add_argument('--weighted', action='store_true', help='similarity-weighted vote')
     p.add_argument('--temperature', type=float, help='temperature T of the weighted vote')
     p.add_argument('--ks', type=int, nargs='+', help='values of k (default: knn_cfg.ks)')
     p.add_argument('--cache-dir', help='cache extracted features here')
     p.add_argument('--out', help='result JSON (default <checkpoint folder>/eval/knn_*.json)')
-    p.add_argument('--data-root')
-    p.add_argument('--device')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = p.parse_args()
-    if not args.checkpoint and not args.random_init:
-        p.error('give a CHECKPOINT or --random-init')
     cfg = load_config(args.config, args.cfg_options, args.data_root)
     knn_cfg = dict(cfg.get('knn_cfg', {}))
     if args.ks:

@@ -8,36 +8,26 @@ CONFIG is one of configs/benchmarks/linear/*.py (ImageNet, its 1% / 10% subsets,
 cifar10_mini demo). The result is printed and written to <work-dir>/eval/linear.json
 (default work-dir: <checkpoint folder>/linear/<config>_<checkpoint>).
 """
-import argparse
 import json
 
-from mmmsf.apis.config import DictAction
 from mmengine.dist import is_main_process
 
 from mmmsf.apis import load_config
+from mmmsf.apis.cli import default_argument_parser, run_tool
 from mmmsf.apis.linear_eval import linear_eval, prepare_linear_cfg, set_eval_data_root
 
 
 def parse_args():
-    p = argparse.ArgumentParser(description='Linear evaluation of a frozen backbone.')
-    p.add_argument('config')
-    p.add_argument('checkpoint', nargs='?')
-    p.add_argument('--random-init', action='store_true', help='evaluate the untrained backbone')
-    p.add_argument('--work-dir')
+    p = default_argument_parser('Linear evaluation of a frozen backbone.', checkpoint=True,
+                                work_dir=True, launcher=True)
     p.add_argument('--prefix', help="backbone key prefix in CHECKPOINT ('backbone.', "
                    "'target_backbone.', '' for a torchvision state dict)")
     p.add_argument('--precompute-features', action='store_true',
                    help='extract frozen features once (no train augmentation): a fast probe')
     p.add_argument('--feature-dir', help='where the pre-computed features are cached')
-    p.add_argument('--resume', nargs='?', const='auto', default=None)
-    p.add_argument('--data-root', help='override the data_root of every dataset')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction)
-    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
-    p.add_argument('--local-rank', '--local_rank', type=int, default=0)
-    args = p.parse_args()
-    if not args.checkpoint and not args.random_init:
-        p.error('give a CHECKPOINT or --random-init')
-    return args
+    p.add_argument('--resume', nargs='?', const='auto', default=None,
+                   help='resume from CKPT, or from the latest checkpoint of work-dir if no CKPT')
+    return p.parse_args()
 
 
 def main():
@@ -54,5 +44,4 @@ def main():
 
 
 if __name__ == '__main__':
-    from mmmsf.apis.cli import run_tool
     run_tool(main)

@@ -5,30 +5,21 @@
 The metrics are mmdet's VOCMetric over IoU 0.50:0.05:0.95 (VOC07 11-point AP): AP50 and AP75
 are its per-threshold values, AP their mean.
 """
-import argparse
 import json
 
-from mmmsf.apis.config import DictAction
 from mmengine.dist import get_rank
 
+from mmmsf.apis.cli import default_argument_parser
 from mmmsf.utils import require_detection_stack
 
 
 def parse_args():
-    p = argparse.ArgumentParser(description='Test a detector on VOC test07.')
-    p.add_argument('config')
-    p.add_argument('checkpoint', nargs='?', help='detector checkpoint (tools/train_detection.py)')
-    p.add_argument('--random-init', action='store_true', help='test the untrained detector')
-    p.add_argument('--work-dir', help='where the test log goes')
-    p.add_argument('--data-root', help='VOCdevkit folder (holding VOC2007/)')
+    p = default_argument_parser('Test a detector on VOC test07 (CHECKPOINT: a detector '
+                                'checkpoint of tools/train_detection.py).', checkpoint=True,
+                                work_dir=True, launcher=True,
+                                data_root='VOCdevkit folder (holding VOC2007/)')
     p.add_argument('--out', help='also write the numbers to this JSON file')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys')
-    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
-    p.add_argument('--local-rank', '--local_rank', type=int, default=0)
-    args = p.parse_args()
-    if bool(args.checkpoint) == args.random_init:
-        p.error('give a CHECKPOINT or --random-init (not both).')
-    return args
+    return p.parse_args()
 
 
 def main():

@@ -6,32 +6,27 @@
     bash tools/dist_train_detection.sh CONFIG 8 --pretrained CKPT [...]
 CKPT is a checkpoint of tools/train.py or a backbone written by tools/extract_backbone.py.
 """
-import argparse
 import os.path as osp
 
-from mmmsf.apis.config import DictAction
 from mmengine.dist import get_rank
 
+from mmmsf.apis.cli import default_argument_parser, run_tool
 from mmmsf.utils import require_detection_stack
 
 
 def parse_args():
-    p = argparse.ArgumentParser(description='Fine-tune a detector from a pre-trained backbone.')
-    p.add_argument('config')
+    p = default_argument_parser('Fine-tune a detector from a pre-trained backbone.',
+                                work_dir=True, launcher=True,
+                                data_root='VOCdevkit folder (holding VOC2007/ and VOC2012/)')
     init = p.add_mutually_exclusive_group()
     init.add_argument('--pretrained', help='mmmsf checkpoint or extracted backbone')
     init.add_argument('--scratch', action='store_true', help='random initialisation (baseline)')
-    p.add_argument('--work-dir', help='where logs and checkpoints go')
     p.add_argument('--seed', type=int, default=None, help='seed (first seed with --repeat)')
     p.add_argument('--repeat', type=int, default=None,
                    help='fine-tune N times with seeds seed..seed+N-1, test each, print mean ± std')
     p.add_argument('--resume', nargs='?', const='auto', default=None,
                    help='resume from CKPT, or from the latest checkpoint of work-dir')
     p.add_argument('--amp', action='store_true', help='automatic mixed precision')
-    p.add_argument('--data-root', help='VOCdevkit folder (holding VOC2007/ and VOC2012/)')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys')
-    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
-    p.add_argument('--local-rank', '--local_rank', type=int, default=0)
     return p.parse_args()
 
 
@@ -63,5 +58,4 @@ def main():
 
 
 if __name__ == '__main__':
-    from mmmsf.apis.cli import run_tool
     run_tool(main)

@@ -8,30 +8,22 @@
 Every dataset is an ImageFolder root with train/ and test/ splits (<split>/<class>/<image>).
 The result is also written to <checkpoint folder>/eval/transfer_<checkpoint>.json.
 """
-import argparse
 import os.path as osp
 
-from mmmsf.apis.config import DictAction
-
 from mmmsf.apis import load_config
+from mmmsf.apis.cli import default_argument_parser
 from mmmsf.apis.transfer_eval import (format_transfer_table, parse_dataset_args, transfer_eval,
                                       write_transfer_results)
 
 
 def main():
-    p = argparse.ArgumentParser(description='Linear transfer evaluation on several datasets.')
-    p.add_argument('config')
-    p.add_argument('checkpoint', nargs='?')
-    p.add_argument('--random-init', action='store_true')
+    p = default_argument_parser('Linear transfer evaluation on several datasets.',
+                                checkpoint=True, data_root=False, device=True)
     p.add_argument('--datasets', nargs='+', metavar='NAME=ROOT[:METRIC]',
                    help='evaluate on these instead of the config\'s list')
     p.add_argument('--cache-dir', help='cache the extracted features here')
     p.add_argument('--out', help='result JSON (default <checkpoint folder>/eval/...)')
-    p.add_argument('--device')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = p.parse_args()
-    if not args.checkpoint and not args.random_init:
-        p.error('give a CHECKPOINT or --random-init')
     ckpt = None if args.random_init else args.checkpoint
     cfg = load_config(args.config, args.cfg_options)
     datasets = parse_dataset_args(args.datasets) if args.datasets else None

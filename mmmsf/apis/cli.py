@@ -1,4 +1,5 @@
-"""Running a tool under ``tools/dist_*.sh``: one short message when the processes fail.
+"""The command lines of ``tools/``: the options they share (:func:`default_argument_parser`),
+and running a tool under ``tools/dist_*.sh`` with one short message when the processes fail.
 
 ``tools/dist_*.sh`` set ``MMMSF_ERROR_DIR``. There, each process's error is written to
 ``rank<R>.err`` (one line) and ``rank<R>.traceback`` (the full traceback) instead of the
@@ -7,13 +8,72 @@ ranks' to ``rank<R>.stderr``; the launcher's own report goes to ``launcher.log``
 then prints the first error that happened, once, with the paths of the rest. The scripts also
 set ``MMMSF_LAUNCHER_PID`` (their own pid): the processes stop when the script is gone.
 """
+import argparse
 import os
 import os.path as osp
 import sys
 import threading
 import time
 import traceback
-from typing import Callable
+from typing import Callable, Optional, Sequence, Union
+
+from mmmsf.apis.config import DictAction
+
+LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
+
+
+class ToolArgumentParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` that also checks the options of :func:`default_argument_parser`
+    together: a ``checkpoint`` positional needs a CHECKPOINT or ``--random-init``, not both."""
+
+    needs_checkpoint = False
+
+    def parse_args(self, args: Optional[Sequence[str]] = None,
+                   namespace: Optional[argparse.Namespace] = None) -> argparse.Namespace:
+        parsed = super().parse_args(args, namespace)
+        if self.needs_checkpoint and bool(parsed.checkpoint) == parsed.random_init:
+            self.error('give a CHECKPOINT or --random-init (not both).')
+        return parsed
+
+
+def default_argument_parser(description: str, config: bool = True, checkpoint: bool = False,
+                            work_dir: bool = False, data_root: Union[bool, str] = True,
+                            launcher: bool = False, device: bool = False,
+                            epilog: Optional[str] = None) -> ToolArgumentParser:
+    """The parser of a ``tools/`` command with the options the tools share, each declared once
+    (as detectron2's ``default_argument_parser``); a tool adds its own options to it.
+
+    Always ``--cfg-options KEY=VALUE ...`` (mmengine's syntax, one clear error per bad item).
+    ``config``: the ``CONFIG`` positional. ``checkpoint``: ``CHECKPOINT`` (optional) and
+    ``--random-init``, exactly one of them. ``work_dir``: ``--work-dir``. ``data_root``:
+    ``--data-root`` (the ``data_root`` of every dataset; a string: its help). ``launcher``:
+    ``--launcher`` and ``--local-rank`` (set by torch's launchers). ``device``: ``--device``.
+    """
+    p = ToolArgumentParser(description=description, epilog=epilog,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    if config:
+        p.add_argument('config', help='the config file (configs/...)')
+    if checkpoint:
+        p.needs_checkpoint = True
+        p.add_argument('checkpoint', nargs='?', help='the checkpoint to evaluate')
+        p.add_argument('--random-init', action='store_true',
+                       help='evaluate the untrained model instead (the baseline)')
+    if work_dir:
+        p.add_argument('--work-dir', help='where logs, checkpoints and results go')
+    if data_root:
+        p.add_argument('--data-root', help=data_root if isinstance(data_root, str) else
+                       'override the data_root of every dataset (e.g. a full CIFAR-10 or '
+                       'ImageNet ImageFolder)')
+    if device:
+        p.add_argument('--device', help="e.g. 'cpu' or 'cuda' (default: cuda where present)")
+    if launcher:
+        p.add_argument('--launcher', choices=LAUNCHERS, default='none',
+                       help='set by tools/dist_*.sh and tools/slurm_train.sh')
+        p.add_argument('--local-rank', '--local_rank', type=int, default=0,
+                       help=argparse.SUPPRESS)
+    p.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
+                   help='override config keys (mmengine syntax, e.g. train_cfg.max_epochs=1)')
+    return p
 
 
 def watch_launcher(pid: int, interval: float = 1.0) -> threading.Thread:

@@ -3,21 +3,17 @@ import contextlib
 import os
 import os.path as osp
 import subprocess
-import zipfile
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import torch
 from mmengine.config import Config
-from mmengine.dist import get_world_size
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
-from mmmsf.engine.runner.knn_val_loop import use_rank0_norm_statistics
 from mmmsf.registry import MODELS, RUNNERS
-from mmmsf.utils.checkpoint import safe_load
+from mmmsf.utils.checkpoint import check_checkpoint_file, check_checkpoint_fits, latest_checkpoint
 from mmmsf.utils.config_text import reuse_config_formatting
 from mmmsf.utils.misc import get_ori_model
-from mmmsf.utils.sharded_state import SHARD_KEY, split_modules
 from mmmsf.utils.work_dir_lock import work_dir_lock
 
 
@@ -87,82 +83,6 @@ def slurm_environment() -> Dict[str, str]:
         addr = hosts[0]
     env['MASTER_ADDR'] = addr
     return env
-
-
-def latest_checkpoint(work_dir: str) -> Optional[str]:
-    """The checkpoint named by ``work_dir/last_checkpoint`` (mmengine's record), if it exists."""
-    record = osp.join(work_dir, 'last_checkpoint')
-    if not osp.isfile(record):
-        return None
-    with open(record) as f:
-        path = f.read().strip()
-    return path if path and osp.isfile(path) else None
-
-
-def check_checkpoint_file(path: str) -> None:
-    """One clear error for a checkpoint that is missing, truncated or not a torch file.
-
-    torch writes a zip archive whose directory is at its end, so a truncated file has none;
-    opening the directory reads no tensor data."""
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'checkpoint {path!r} does not exist.')
-    try:
-        with zipfile.ZipFile(path) as z:
-            if not any(n.endswith('data.pkl') for n in z.namelist()):
-                raise zipfile.BadZipFile('no data.pkl')
-    except (zipfile.BadZipFile, OSError) as e:
-        raise ValueError(f'checkpoint {path!r} ({osp.getsize(path)} bytes) is truncated or '
-                         f'not a torch checkpoint ({e}): copy it again, or resume from an '
-                         'earlier checkpoint.') from None
-
-
-def check_checkpoint_fits(model: torch.nn.Module, path: str, max_listed: int = 5,
-                          resume: bool = True) -> None:
-    """Raise one ``ValueError`` naming the tensors of checkpoint ``path`` whose shapes differ
-    from ``model``'s, and the missing / unexpected keys (a checkpoint of another width or
-    depth). Reads the tensors weights-only and memory-mapped: no data is loaded. ``resume``
-    False: the check of ``load_from``, whose advice is to pick the matching config or to load
-    only the backbone."""
-    if '://' in path:  # a URL: mmengine's scheme, which mmmsf made weights-only
-        from mmengine.runner.checkpoint import CheckpointLoader
-        ckpt = CheckpointLoader.load_checkpoint(path, map_location='cpu')
-    else:
-        ckpt = safe_load(path, mmap=True)
-    state: Dict[str, torch.Tensor] = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) \
-        else {}
-    mine = {k: (tuple(v.shape), v.numel()) for k, v in model.state_dict().items()}
-    # a sharded table holds this rank's rows; checkpoints hold it whole (its global shape)
-    for mod_name, mod in split_modules(model):
-        prefix = mod_name + '.' if mod_name else ''
-        mine.pop(prefix + SHARD_KEY, None)
-        for name, shape in mod.checkpoint_shapes().items():
-            mine[prefix + name] = (shape, mine[prefix + name][1])
-    # per-image buffers (embedding cache, cluster ids, ...) are allocated by hooks before the
-    # run: an empty model tensor takes any shape
-    differ: List[str] = [f'{k}: checkpoint {tuple(v.shape)} vs model {mine[k][0]}'
-                         for k, v in state.items()
-                         if k in mine and hasattr(v, 'shape') and tuple(v.shape) != mine[k][0]
-                         and mine[k][1] > 0]
-    missing = [k for k in mine if k not in state]
-    unexpected = [k for k in state if k not in mine]
-    if not (differ or missing or unexpected):
-        return
-    parts = []
-    if differ:
-        parts.append(f'{len(differ)} tensor(s) of other shapes ('
-                     + '; '.join(differ[:max_listed])
-                     + (f'; and {len(differ) - max_listed} more' if len(differ) > max_listed
-                        else '') + ')')
-    for what, keys in (('missing from the checkpoint', missing),
-                       ('not in the model', unexpected)):
-        if keys:
-            parts.append(f'{len(keys)} key(s) {what} ({", ".join(keys[:max_listed])}'
-                         + (', ...' if len(keys) > max_listed else '') + ')')
-    advice = ('Resume with the config the checkpoint was trained with.' if resume else
-              'load_from loads the whole model: use the config the checkpoint was trained '
-              'with (kNN, linear and transfer evaluation read only its backbone).')
-    raise ValueError(f'checkpoint {path!r} does not fit this model: ' + '; '.join(parts)
-                     + '. ' + advice)
 
 
 def disable_validation(cfg: Config) -> Config:
@@ -250,33 +170,11 @@ def _build_and_train(cfg: Config) -> Runner:
     model = get_ori_model(runner.model)
     if cfg.get('load_from'):  # resume or load_from: the whole model must fit, in one message
         check_checkpoint_fits(model, cfg.load_from, resume=bool(cfg.get('resume')))
-    save_rank0_norm_statistics_everywhere(runner, model)
     try:
         runner.train()
     finally:
         release_loader_workers(runner)
     return runner
-
-
-def save_rank0_norm_statistics_everywhere(runner: Runner, model: torch.nn.Module) -> None:
-    """At every checkpoint save, every process takes rank 0's normalisation running statistics.
-
-    Rank 0 writes the checkpoints, and a resumed run loads its BatchNorm running statistics into
-    every process, while each process of an uninterrupted run kept its own. Training never uses
-    them (BN normalises with batch statistics in training mode; the kNN validation already
-    takes rank 0's), so this changes no loss or weight, but without it the processes other than
-    rank 0 ended a resumed run with other statistics than the uninterrupted one (seen with
-    ``--no-validate``). ``Runner.save_checkpoint`` runs on rank 0 only, so it is wrapped here
-    to share them on every process first (a collective; nothing in a single-process run)."""
-    if get_world_size() < 2:
-        return
-    save = runner.save_checkpoint
-
-    def save_checkpoint(*args, **kwargs):
-        use_rank0_norm_statistics(model)
-        return save(*args, **kwargs)
-
-    runner.save_checkpoint = save_checkpoint
 
 
 def release_loader_workers(runner: Runner) -> None:

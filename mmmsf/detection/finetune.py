@@ -16,6 +16,7 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 from mmmsf.apis.train import init_cpu_distributed, prepare_train_cfg, train
+from mmmsf.utils.checkpoint import latest_checkpoint, state_mismatch
 from mmmsf.utils.misc import get_ori_model
 from .config import pretrained_checkpoints, set_pretrained
 from .normalisation import check_normalisation
@@ -63,13 +64,12 @@ def train_detector(cfg: Config, work_dir: Optional[str] = None, pretrained: Opti
 
 def last_checkpoint(work_dir: str) -> str:
     """The checkpoint mmengine's CheckpointHook saved last in ``work_dir``."""
-    marker = osp.join(work_dir, 'last_checkpoint')
-    if not osp.isfile(marker):
-        raise FileNotFoundError(f'{work_dir} has no last_checkpoint: the run saved no '
-                                'checkpoint (check default_hooks.checkpoint.interval).')
-    with open(marker) as f:
-        path = f.read().strip()
-    return path if osp.isabs(path) or osp.isfile(path) else osp.join(work_dir, path)
+    path = latest_checkpoint(work_dir)
+    if path is None:
+        raise FileNotFoundError(f'{work_dir} has no last_checkpoint naming an existing file: '
+                                'the run saved no checkpoint (check '
+                                'default_hooks.checkpoint.interval).')
+    return path
 
 
 def check_ap_evaluator(cfg: Config) -> None:
@@ -99,11 +99,9 @@ def voc_ap(metrics: Dict[str, float]) -> Dict[str, float]:
 
 def _check_detector_checkpoint(model: torch.nn.Module, state: Dict[str, torch.Tensor],
                                path: str) -> None:
-    own = model.state_dict()
-    missing = [k for k in own if k not in state and not k.endswith('num_batches_tracked')]
-    wrong = [f'{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}' for k, v in own.items()
-             if k in state and state[k].shape != v.shape]
-    unexpected = [k for k in state if k not in own]
+    wrong, missing, unexpected = state_mismatch(
+        {k: tuple(v.shape) for k, v in model.state_dict().items()}, state)
+    missing = [k for k in missing if not k.endswith('num_batches_tracked')]
     if missing or wrong or unexpected:
         raise KeyError(f'{path} is not a detector of this config: {len(missing)} missing '
                        f'(e.g. {missing[:3]}), {len(wrong)} of another shape (e.g. {wrong[:2]}), '

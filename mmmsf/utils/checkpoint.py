@@ -1,6 +1,8 @@
 """Reading checkpoints: the one safe reader (:func:`safe_load`, :func:`read_checkpoint`), the
-weights-only loader installed into mmengine, and the backbone-prefix selector with hints for
-layouts that need a conversion first (:func:`select_prefix`).
+weights-only loader installed into mmengine, the backbone-prefix selector with hints for
+layouts that need a conversion first (:func:`select_prefix`), and the checks before a run
+loads one (:func:`latest_checkpoint`, :func:`check_checkpoint_file`,
+:func:`check_checkpoint_fits`).
 
 Every checkpoint mmmsf reads -- its own tools and mmengine's ``load_from`` / ``resume`` /
 ``load_checkpoint`` / ``init_cfg=dict(type='Pretrained')``, mmdet's initialisation included --
@@ -29,11 +31,13 @@ import pickle
 import re
 import zipfile
 from collections import OrderedDict
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import urlparse
 
 import numpy as np
 import torch
+
+from mmmsf.utils.sharded_state import SHARD_KEY, split_modules
 
 UNSAFE_ENV = 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'
 _TRUE = ('1', 'y', 'yes', 'true')  # the values torch.load reads as set
@@ -229,3 +233,93 @@ def select_prefix(state: Dict[str, torch.Tensor], prefix: str,
                        "set the backbone prefix ('backbone.' for mmmsf checkpoints, '' for a "
                        'torchvision/extracted backbone).')
     return out
+
+
+def latest_checkpoint(work_dir: str) -> Optional[str]:
+    """The checkpoint named by ``work_dir/last_checkpoint`` (mmengine's record), if it exists
+    (a relative name not found as it is is read relative to ``work_dir``); else None."""
+    record = osp.join(work_dir, 'last_checkpoint')
+    if not osp.isfile(record):
+        return None
+    with open(record) as f:
+        path = f.read().strip()
+    if path and not osp.isabs(path) and not osp.isfile(path):
+        path = osp.join(work_dir, path)
+    return path if path and osp.isfile(path) else None
+
+
+def check_checkpoint_file(path: str) -> None:
+    """One clear error for a checkpoint that is missing, truncated or not a torch file.
+
+    torch writes a zip archive whose directory is at its end, so a truncated file has none;
+    opening the directory reads no tensor data."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'checkpoint {path!r} does not exist.')
+    try:
+        with zipfile.ZipFile(path) as z:
+            if not any(n.endswith('data.pkl') for n in z.namelist()):
+                raise zipfile.BadZipFile('no data.pkl')
+    except (zipfile.BadZipFile, OSError) as e:
+        raise ValueError(f'checkpoint {path!r} ({osp.getsize(path)} bytes) is truncated or '
+                         f'not a torch checkpoint ({e}): copy it again, or resume from an '
+                         'earlier checkpoint.') from None
+
+
+def state_mismatch(expected: Dict[str, Optional[Tuple[int, ...]]],
+                   state: Dict[str, Any]) -> Tuple[List[str], List[str], List[str]]:
+    """How a checkpoint's ``state`` differs from the ``expected`` shapes of a model's state:
+    ``(differ, missing, unexpected)`` -- ``'key: checkpoint (a, b) vs model (c, d)'`` lines,
+    keys the checkpoint lacks, keys the model lacks. An expected shape None takes any shape."""
+    differ = [f'{k}: checkpoint {tuple(v.shape)} vs model {expected[k]}'
+              for k, v in state.items()
+              if k in expected and expected[k] is not None and hasattr(v, 'shape')
+              and tuple(v.shape) != tuple(expected[k])]
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    return differ, missing, unexpected
+
+
+def check_checkpoint_fits(model: torch.nn.Module, path: str, max_listed: int = 5,
+                          resume: bool = True) -> None:
+    """Raise one ``ValueError`` naming the tensors of checkpoint ``path`` whose shapes differ
+    from ``model``'s, and the missing / unexpected keys (a checkpoint of another width or
+    depth). Reads the tensors weights-only and memory-mapped: no data is loaded. ``resume``
+    False: the check of ``load_from``, whose advice is to pick the matching config or to load
+    only the backbone."""
+    if '://' in path:  # a URL: mmengine's scheme, which mmmsf made weights-only
+        from mmengine.runner.checkpoint import CheckpointLoader
+        ckpt = CheckpointLoader.load_checkpoint(path, map_location='cpu')
+    else:
+        ckpt = safe_load(path, mmap=True)
+    state: Dict[str, torch.Tensor] = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) \
+        else {}
+    # per-image buffers (embedding cache, cluster ids, ...) are allocated by hooks before the
+    # run: an empty model tensor takes any shape
+    mine: Dict[str, Optional[Tuple[int, ...]]] = {
+        k: tuple(v.shape) if v.numel() > 0 else None for k, v in model.state_dict().items()}
+    # a sharded table holds this rank's rows; checkpoints hold it whole (its global shape)
+    for mod_name, mod in split_modules(model):
+        prefix = mod_name + '.' if mod_name else ''
+        mine.pop(prefix + SHARD_KEY, None)
+        for name, shape in mod.checkpoint_shapes().items():
+            if mine[prefix + name] is not None:
+                mine[prefix + name] = tuple(shape)
+    differ, missing, unexpected = state_mismatch(mine, state)
+    if not (differ or missing or unexpected):
+        return
+    parts = []
+    if differ:
+        parts.append(f'{len(differ)} tensor(s) of other shapes ('
+                     + '; '.join(differ[:max_listed])
+                     + (f'; and {len(differ) - max_listed} more' if len(differ) > max_listed
+                        else '') + ')')
+    for what, keys in (('missing from the checkpoint', missing),
+                       ('not in the model', unexpected)):
+        if keys:
+            parts.append(f'{len(keys)} key(s) {what} ({", ".join(keys[:max_listed])}'
+                         + (', ...' if len(keys) > max_listed else '') + ')')
+    advice = ('Resume with the config the checkpoint was trained with.' if resume else
+              'load_from loads the whole model: use the config the checkpoint was trained '
+              'with (kNN, linear and transfer evaluation read only its backbone).')
+    raise ValueError(f'checkpoint {path!r} does not fit this model: ' + '; '.join(parts)
+                     + '. ' + advice)

@@ -92,7 +92,7 @@ def _mmengine_pretrained_init(path):
 
 
 def _check_fits(path):
-    from mmmsf.apis.train import check_checkpoint_fits
+    from mmmsf.utils.checkpoint import check_checkpoint_fits
     from mmmsf.registry import MODELS
     check_checkpoint_fits(MODELS.build(tiny_msf_cfg()), path, resume=False)
 
