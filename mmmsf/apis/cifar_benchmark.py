@@ -23,6 +23,7 @@ import re
 from typing import Dict, List, Optional, Sequence
 
 from mmmsf.evaluation import paired_bootstrap
+from mmmsf.utils.io import atomic_write_json
 from mmmsf.visualization.training_curves import plot_training_curves
 
 from .config import load_config
@@ -53,11 +54,7 @@ def load_results(path: str) -> Dict:
 
 def save_results(results: Dict, path: str) -> None:
     """Write atomically: an interrupted write never leaves a truncated results file."""
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(results, f, indent=1)
-    os.replace(tmp, path)
+    atomic_write_json(path, results, indent=1)
 
 
 def add_result(path: str, key: str, record: Dict) -> Dict:

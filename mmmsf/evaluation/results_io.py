@@ -11,6 +11,8 @@ import os
 import os.path as osp
 from typing import Any, Dict, List, Optional
 
+from mmmsf.utils.io import atomic_write_json
+
 KINDS = ('knn', 'linear', 'transfer')
 
 
@@ -33,12 +35,7 @@ def write_results(path: str, kind: str, results: Dict[str, Any], **meta) -> str:
         raise KeyError(f'result kind {kind!r} is not one of {KINDS}.')
     record = dict(kind=kind, results=results,
                   time=datetime.datetime.now().isoformat(timespec='microseconds'), **meta)
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(record, f, indent=1, default=str)
-    os.replace(tmp, path)
-    return path
+    return atomic_write_json(path, record, indent=1, default=str)
 
 
 def read_results(path: str) -> Dict[str, Any]:

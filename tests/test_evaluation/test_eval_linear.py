@@ -161,6 +161,47 @@ def test_precomputed_features_probe_learns_above_chance(tmp_path, msf_checkpoint
     assert metrics['top1'] > 15.0 and metrics['top5'] > 65.0, metrics
 
 
+@HOOKS.register_module(force=True)
+class StopAtEpochHook(Hook):
+    """Test hook: 'kills' the run when the given (0-based) training epoch starts."""
+
+    def __init__(self, stop_at: int = -1):
+        self.stop_at = stop_at
+
+    def before_train_epoch(self, runner):
+        if runner.epoch == self.stop_at:
+            raise KeyboardInterrupt('simulated kill')
+
+
+def test_linear_results_keep_history_and_best_across_a_resume(tmp_path, msf_checkpoint):
+    ckpt, _ = msf_checkpoint
+    work = tmp_path / 'wd'
+    every_epoch = {'train_cfg.val_interval': 1, 'default_hooks.checkpoint': dict(
+        type='CheckpointHook', interval=1, max_keep_ckpts=10, save_last=True)}
+    cfg = demo_cfg(tmp_path, ckpt, work, epochs=3, **every_epoch)
+    cfg.custom_hooks = list(cfg.custom_hooks) + [dict(type='StopAtEpochHook', stop_at=2)]
+    with pytest.raises(KeyboardInterrupt):  # killed after epoch 2's validation
+        linear_eval(cfg)
+    path = work / 'eval' / 'linear.json'
+    before = json.load(open(path))['history']
+    assert [h['epoch'] for h in before] == [1, 2]
+    # epoch 2's checkpoint is written before epoch 2's validation: it holds epoch 1's
+    ck = torch.load(str(work / 'epoch_2.pth'), map_location='cpu', weights_only=True)
+    assert ck['message_hub']['runtime_info']['linear_history'] == before[:1]
+
+    cfg = demo_cfg(tmp_path, ckpt, work, epochs=3, **every_epoch)
+    cfg = prepare_linear_cfg(cfg, ckpt, work_dir=str(work), resume='auto')
+    metrics = linear_eval(cfg)
+    res = json.load(open(path))
+    assert res['kind'] == 'linear' and res['epoch'] == 3 and res['results'] == metrics
+    assert res['history'][:2] == before  # epoch 1 from the checkpoint, epoch 2 from the file
+    assert res['history'][2] == dict(epoch=3, **metrics)
+    for name in ('top1', 'top5'):
+        top = max(res['history'], key=lambda h: (h[name], -h['epoch']))
+        assert res['best'][name] == dict(value=top[name], epoch=top['epoch'])
+    assert res['checkpoint'] == ckpt and res['precomputed_features'] is False
+
+
 def test_demo_probes_match_the_demo_pre_training_backbone():
     pre = load_config(osp.join(ROOT, 'configs/demo/msf_r18_cifar10mini_ws.py')).model.backbone
     for name in ('linear_r18_cifar10mini_demo.py', 'transfer_r18_cifar10mini_demo.py'):

@@ -173,6 +173,8 @@ def _ddp_worker(rank, world, port, cfg_dict, out_dir):
     init_cpu_distributed(launcher)
     runner = Runner.from_cfg(cfg)
     metrics = runner.val()
+    with open(osp.join(out_dir, f'history{world}_rank{rank}.json'), 'w') as f:
+        json.dump(runner.message_hub.get_info('knn_history'), f)
     if rank == 0:
         with open(osp.join(out_dir, f'metrics{world}.json'), 'w') as f:
             json.dump({k: float(v) for k, v in metrics.items()}, f)
@@ -193,6 +195,11 @@ def test_two_gloo_ranks_give_the_same_knn_as_one(tmp_path):
     one = json.load(open(tmp_path / 'metrics1.json'))
     two = json.load(open(tmp_path / 'metrics2.json'))
     assert one['knn/top1@1'] == two['knn/top1@1'] and one['knn/top1@20'] == two['knn/top1@20']
+    # every rank keeps the history the main process writes
+    written = read_results(str(tmp_path / 'w2' / 'eval' / 'knn.json'))['history']
+    for rank in (0, 1):
+        assert json.load(open(tmp_path / f'history2_rank{rank}.json')) == written
+    assert written == [dict(epoch=0, **{'1-NN': two['knn/top1@1'], '20-NN': two['knn/top1@20']})]
     # and the numbers are those of the training run's own validation of that checkpoint
     online = load_val_scalars(str(work))[-1]
     assert online['knn/top1@1'] == one['knn/top1@1']
@@ -207,6 +214,8 @@ def test_class_balanced_memory_subset_and_feature_cache(tmp_path):
         'val_evaluator.ks': (1, 5)})
     runner = Runner.from_cfg(cfg)
     m1 = runner.val()
+    # the config names no results hook: the loop registered one, once
+    assert [h.kind for h in runner.hooks if type(h).__name__ == 'EvalResultsHook'] == ['knn']
     res = read_results(str(tmp_path / 'run' / 'eval' / 'knn.json'))
     assert res['memory_images'] == 40 and set(res['results']) == {'1-NN', '5-NN'}
     labels = [runner.val_loop.memory_dataloader.dataset.get_data_info(i)['gt_label']

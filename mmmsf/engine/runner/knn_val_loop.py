@@ -17,8 +17,10 @@ BatchNorm running statistics -- the ones the checkpoint holds (:func:`use_rank0_
 
 Besides the metrics it logs ``knn/seconds`` (wall time of the validation) and
 ``knn/epoch_share`` (that time over the time of one training epoch, measured from the iteration
-times since the previous validation), and writes ``<work_dir>/eval/knn.json``: the latest
-validation's ``1-NN`` / ``20-NN``, every validation's numbers (``history``, kept in the
+times since the previous validation). ``<work_dir>/eval/knn.json`` is written by
+:class:`~mmmsf.engine.hooks.EvalResultsHook` (``kind='knn'``, registered by the loop unless the
+config has one): the latest validation's ``1-NN`` / ``20-NN`` (named by the loop,
+:meth:`KNNValLoop.named_results`), every validation's numbers (``history``, kept in the
 checkpoints and across resumes) and the best epoch of each (``best``, labelled as such by
 ``tools/analysis/results_table.py``).
 """
@@ -26,22 +28,20 @@ import copy
 import os.path as osp
 import re
 import time
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, Optional, Sequence, Union
 
 import torch
-from mmengine.dist import is_main_process
 from mmengine.runner import ValLoop
 from mmengine.runner.amp import autocast
 
 from mmmsf.datasets.label_subset import class_balanced_indices
+from mmmsf.engine.hooks.eval_results_hook import EvalResultsHook
 from mmmsf.evaluation.feature_extraction import embed_batch, extract_features
 from mmmsf.evaluation.knn_accuracy import KNNAccuracy
-from mmmsf.evaluation.results_io import read_results, results_path, write_results
 from mmmsf.registry import DATASETS, LOOPS
 from mmmsf.utils.misc import get_ori_model
 from mmmsf.utils.rng_state import preserved_rng_state
 
-HISTORY_KEY = 'knn_history'
 NO_VALIDATE = ('or train without kNN validation: tools/train.py --no-validate (in a config: '
                'val_cfg = val_dataloader = val_evaluator = None)')
 
@@ -104,6 +104,8 @@ class KNNValLoop(ValLoop):
         self._check_classes()
         self._check_ks()
         self._last_iter: Optional[int] = None
+        self._num_memory: Optional[int] = None
+        self._ensure_results_hook()
 
     # ------------------------------------------------------------------ construction
     def _knn_metric(self) -> KNNAccuracy:
@@ -114,6 +116,13 @@ class KNNValLoop(ValLoop):
                             f"'KNNAccuracy', got {names}: set val_evaluator = "
                             "dict(type='KNNAccuracy').")
         return found[0]
+
+    def _ensure_results_hook(self) -> None:
+        """``eval/knn.json`` is written by an ``EvalResultsHook(kind='knn')``: the config's, or
+        one registered here."""
+        if not any(isinstance(h, EvalResultsHook) and h.kind == self.results_kind
+                   for h in self.runner.hooks):
+            self.runner.register_hook(EvalResultsHook(kind=self.results_kind))
 
     def _build_memory_loader(self, cfg: Dict):
         cfg = copy.deepcopy(dict(cfg))
@@ -171,7 +180,7 @@ class KNNValLoop(ValLoop):
         return get_ori_model(self.runner.model)
 
     def run(self) -> dict:
-        """Embed both sets, vote, log the metrics and cost, write ``eval/knn.json``.
+        """Embed both sets, vote, log the metrics and cost (``eval/knn.json``: EvalResultsHook).
 
         The Python / NumPy / torch random states are restored afterwards (iterating a
         dataloader draws from torch's), so a run trains exactly as it would without validation
@@ -201,7 +210,7 @@ class KNNValLoop(ValLoop):
         share = self._epoch_share(seconds)
         if share is not None:
             metrics[f'{self.metric.prefix}/epoch_share'] = share
-        self._record(metrics, len(feats))
+        self._num_memory = len(feats)
         self.runner.call_hook('after_val_epoch', metrics=metrics)
         self.runner.call_hook('after_val')
         return metrics
@@ -238,47 +247,22 @@ class KNNValLoop(ValLoop):
         return seconds / (mean_iter * per_epoch) if mean_iter > 0 else None
 
     # ------------------------------------------------------------------ results file
-    def _history(self) -> List[Dict]:
-        """Earlier validations of this run: the checkpointed ones, plus (after a resume) the
-        ones of ``eval/knn.json`` not yet checkpointed (the epoch of the resumed checkpoint
-        itself: checkpoints are written before that epoch's validation)."""
-        hub = self.runner.message_hub
-        history = [dict(h) for h in hub.get_info(HISTORY_KEY, [])]
-        path = results_path(self.runner.work_dir, 'knn')
-        if self.runner.cfg.get('resume') and osp.isfile(path):
-            seen = {h['epoch'] for h in history}
-            try:
-                earlier = read_results(path).get('history') or []
-            except (ValueError, OSError):
-                earlier = []
-            history += [dict(h) for h in earlier
-                        if h.get('epoch') not in seen and h.get('epoch', 0) < self.runner.epoch]
-        return sorted(history, key=lambda h: h['epoch'])
+    results_kind = 'knn'
 
-    def _record(self, metrics: Dict[str, float], num_memory: int) -> None:
+    def named_results(self, metrics: Dict[str, float]) -> Dict[str, float]:
+        """The numbers of ``eval/knn.json``: ``knn/top1@k`` as ``k-NN``."""
         results = {}
         for key, value in metrics.items():
             m = re.fullmatch(r'(?:.*/)?top1@(\d+)', key)
             if m:
                 results[f'{m.group(1)}-NN'] = float(value)
-        epoch = self.runner.epoch
-        history = [h for h in self._history() if h['epoch'] != epoch]
-        history.append(dict(epoch=epoch, **results))
-        history.sort(key=lambda h: h['epoch'])
-        self.runner.message_hub.update_info(HISTORY_KEY, history)
-        if not is_main_process():
-            return
-        best = {}
-        for name in results:
-            top = max(history, key=lambda h: (h.get(name, float('-inf')), -h['epoch']))
-            best[name] = dict(value=top[name], epoch=top['epoch'])
-        ckpt = osp.join(self.runner.work_dir, f'epoch_{epoch}.pth')
-        cfg_file = self.runner.cfg.filename
-        write_results(results_path(self.runner.work_dir, 'knn'), 'knn', results, epoch=epoch,
-                      online=True, best=best, history=history,
-                      checkpoint=ckpt if osp.isfile(ckpt) else None,
-                      memory_images=num_memory, query_images=len(self.dataloader.dataset),
-                      memory_subset=self.memory_subset, weighted=self.metric.weighted,
-                      seconds=metrics.get(f'{self.metric.prefix}/seconds'),
-                      config=osp.abspath(cfg_file) if cfg_file else None,
-                      work_dir=self.runner.work_dir)
+        return results
+
+    def results_meta(self, metrics: Dict[str, float]) -> Dict[str, Any]:
+        """What ``eval/knn.json`` says of the validation: online, the checkpoint of its epoch (if
+        written), the memory and query sets, the vote and its time."""
+        ckpt = osp.join(self.runner.work_dir, f'epoch_{self.runner.epoch}.pth')
+        return dict(online=True, checkpoint=ckpt if osp.isfile(ckpt) else None,
+                    memory_images=self._num_memory, query_images=len(self.dataloader.dataset),
+                    memory_subset=self.memory_subset, weighted=self.metric.weighted,
+                    seconds=metrics.get(f'{self.metric.prefix}/seconds'))
