@@ -17,6 +17,8 @@ import time
 import traceback
 from typing import Callable, Optional, Sequence, Union
 
+import torch.distributed as dist
+
 from mmmsf.apis.config import DictAction
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
@@ -102,13 +104,16 @@ def watch_launcher(pid: int, interval: float = 1.0) -> threading.Thread:
 
 def run_tool(main: Callable[[], None]) -> None:
     """Call ``main()``; under ``tools/dist_*.sh`` report a failure as described above, and
-    stop when the launch script is gone (``MMMSF_LAUNCHER_PID``)."""
+    stop when the launch script is gone (``MMMSF_LAUNCHER_PID``). After a ``main()`` that
+    returns, the process group (if any) is ended on every rank together
+    (:func:`end_process_group`)."""
     launcher_pid = os.environ.get('MMMSF_LAUNCHER_PID', '')
     if launcher_pid.isdigit():
         watch_launcher(int(launcher_pid))
     err_dir = os.environ.get('MMMSF_ERROR_DIR')
     if not err_dir or not osp.isdir(err_dir):
         main()
+        end_process_group()
         return
     rank = int(os.environ.get('RANK', os.environ.get('LOCAL_RANK', 0)))
     sys.stdout.flush()
@@ -122,6 +127,7 @@ def run_tool(main: Callable[[], None]) -> None:
         os.close(fd)
     try:
         main()
+        end_process_group()
     except SystemExit as e:  # argparse and explicit exits: their message is already printed
         if e.code not in (0, None):
             _write(err_dir, rank, f'exited with status {e.code} (message above)', '')
@@ -133,6 +139,17 @@ def run_tool(main: Callable[[], None]) -> None:
         _write(err_dir, rank, one_line(f'{type(e).__name__}: {text}'), traceback.format_exc())
         sys.stderr.flush()
         os._exit(1)
+
+
+def end_process_group() -> None:
+    """Wait for every rank, then destroy the default process group, if one exists.
+
+    Left to the interpreter's exit, the group's communication threads were torn down while
+    another rank could still be finishing, and a rank sometimes aborted after a finished run
+    (``terminate called without an active exception``)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def one_line(message: str) -> str:
