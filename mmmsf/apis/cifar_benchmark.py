@@ -28,7 +28,7 @@ from mmmsf.visualization.training_curves import plot_training_curves
 
 from .config import load_config
 from .convert import export_backbone
-from .demo import BASELINES, NAMES, run_demo
+from .demo import BASELINES, NAMES, run_demo, seed_spread
 from .evaluate import knn_from_config
 
 BENCHMARK_CONFIGS = ('configs/cifar/msf_r18w16_cpu1h_cifar10-20k.py',
@@ -108,6 +108,34 @@ def finished_runs(results: Dict, configs: Sequence[str], seeds: Sequence[int]) -
     return [results[run_key(c, s)] for c in configs for s in seeds if run_key(c, s) in results]
 
 
+def over_seeds(results: Dict, configs: Sequence[str],
+               seeds: Sequence[int]) -> Dict[str, Dict]:
+    """Per config with two or more finished seeds: the seeds, the spread
+    (:func:`~mmmsf.apis.demo.seed_spread`) of its kNN accuracies and of its gains over raw
+    pixels, and the lowest 95% interval bound of those gains of any seed."""
+    out = {}
+    for c in configs:
+        runs = [results[run_key(c, s)] for s in seeds if run_key(c, s) in results]
+        if len(runs) < 2:
+            continue
+        metrics = list(runs[0]['accuracy']['trained'])
+        out[config_stem(c)] = dict(
+            seeds=[r['seed'] for r in runs],
+            train_minutes=seed_spread([r['seconds']['train'] / 60 for r in runs]),
+            trained={m: seed_spread([r['accuracy']['trained'][m] for r in runs])
+                     for m in metrics},
+            gain_pixels={m: seed_spread([r['gain']['pixels'][m]['gain'] for r in runs])
+                         for m in metrics},
+            lowest_pixels={m: min(r['gain']['pixels'][m]['low'] for r in runs)
+                           for m in metrics})
+    return out
+
+
+def _spread_cell(s: Dict, sign: str = '') -> str:
+    return (f"{s['mean']:{sign}.1f} ± {s['std']:.1f} "
+            f"({s['min']:{sign}.1f} to {s['max']:{sign}.1f})")
+
+
 def compare_first_two(results: Dict, configs: Sequence[str],
                       seeds: Sequence[int]) -> Dict[str, Dict[str, Dict]]:
     """``configs[0]`` minus ``configs[1]`` for every seed both finished (keyed by the seed)."""
@@ -133,7 +161,8 @@ def format_page(results: Dict, configs: Sequence[str], seeds: Sequence[int],
              'frozen, L2-normalised backbone features, unweighted vote; memory = the '
              f"{n['train']:,} training images, queries = the {n['test']:,} test images "
              f"(data root `{runs[0]['data_root'] or 'the config default'}`). Intervals: 95% "
-             'paired bootstrap over the test images.' + (f' Machine: {machine}.' if machine else ''), '',
+             'paired bootstrap over the test images.'
+             + (f' Machine: {machine}.' if machine else ''), '',
              '| run | seed | images seen | train min | ' + ' | '.join(metrics)
              + ' | ' + ' | '.join(f'gain over {NAMES[b]} ({m})' for b in BASELINES
                                   for m in metrics) + ' |',
@@ -157,6 +186,24 @@ def format_page(results: Dict, configs: Sequence[str], seeds: Sequence[int],
                   '| seed | ' + ' | '.join(metrics) + ' |', '|---|' + '---|' * len(metrics)]
         for seed, cmp in comparison.items():
             lines.append(f'| {seed} | ' + ' | '.join(_cell(cmp[m]) for m in metrics) + ' |')
+        if len(comparison) > 1:
+            lines.append(f'| mean ± std ({len(comparison)} seeds) | ' + ' | '.join(
+                _spread_cell(seed_spread([c[m]['gain'] for c in comparison.values()]), '+')
+                for m in metrics) + ' |')
+    spread = over_seeds(results, configs, seeds)
+    if spread:
+        lines += ['', 'Over seeds: mean ± sample std (min to max); the last columns: the lowest '
+                  'lower bound of the 95% interval of any seed.', '',
+                  '| run | seeds | ' + ' | '.join(metrics) + ' | '
+                  + ' | '.join(f'gain over raw pixels ({m})' for m in metrics) + ' | '
+                  + ' | '.join(f'lowest bound ({m})' for m in metrics) + ' |',
+                  '|---|---|' + '---|' * (3 * len(metrics))]
+        for stem, s in spread.items():
+            lines.append(f"| `{stem}` | {', '.join(map(str, s['seeds']))} | "
+                         + ' | '.join(_spread_cell(s['trained'][m]) for m in metrics) + ' | '
+                         + ' | '.join(_spread_cell(s['gain_pixels'][m], '+') for m in metrics)
+                         + ' | ' + ' | '.join(f"{s['lowest_pixels'][m]:+.1f}" for m in metrics)
+                         + ' |')
     exported = results.get('_export')
     if exported:
         lines += ['', f"Shipped backbone: `{exported['path']}` ({exported['mbytes']:.1f} MB, "
@@ -179,7 +226,7 @@ def summary(results: Dict, configs: Sequence[str], seeds: Sequence[int],
             'images_seen', 'seconds')
     runs = {run_key(r['config'], r['seed']): {k: r[k] for k in keys}
             for r in finished_runs(results, configs, seeds)}
-    out = dict(machine=machine, runs=runs)
+    out = dict(machine=machine, runs=runs, over_seeds=over_seeds(results, configs, seeds))
     if len(configs) >= 2:
         out['first_minus_second'] = comparison
     if '_export' in results:
@@ -199,7 +246,18 @@ def readme_table(results: Dict, configs: Sequence[str], seeds: Sequence[int], pa
              '| raw pixels | ' + ' | '.join(f"{base['accuracy']['pixels'][m]:.1f}"
                                            for m in metrics) + ' | |']
     m20 = metrics[-1]
+    spread = over_seeds(results, configs, seeds)
+    for stem, s in spread.items():  # one row per config run with several seeds
+        lines.append(f"| `{stem}` ({len(s['seeds'])} seeds, "
+                     f"{s['train_minutes']['mean']:.0f} min each) | "
+                     + ' | '.join(f"{s['trained'][m]['mean']:.1f} ± {s['trained'][m]['std']:.1f}"
+                                  for m in metrics)
+                     + f" | {s['gain_pixels'][m20]['mean']:+.1f} ± "
+                     f"{s['gain_pixels'][m20]['std']:.1f} (lowest 95% bound "
+                     f"{s['lowest_pixels'][m20]:+.1f}) |")
     for r in runs:
+        if config_stem(r['config']) in spread:
+            continue
         lines.append(f"| `{config_stem(r['config'])}` (seed {r['seed']}, "
                      f"{r['seconds']['train'] / 60:.0f} min) | "
                      + ' | '.join(f"{r['accuracy']['trained'][m]:.1f}" for m in metrics)

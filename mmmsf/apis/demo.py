@@ -185,7 +185,8 @@ def format_demo(result: Dict) -> str:
     return '\n'.join(lines)
 
 
-def _spread(values: Sequence[float]) -> Dict[str, float]:
+def seed_spread(values: Sequence[float]) -> Dict[str, float]:
+    """Mean, sample standard deviation, min, max and count of one number over seeds."""
     return dict(mean=statistics.fmean(values),
                 std=statistics.stdev(values) if len(values) > 1 else 0.0,
                 min=min(values), max=max(values), n=len(values))
@@ -206,9 +207,9 @@ def run_demo_seeds(seeds: Sequence[int], config: str = DEMO_CONFIG,
         res.pop('correct')
         runs.append(res)
     metrics = list(runs[0]['accuracy']['trained'])
-    spread = {name: {m: _spread([r['accuracy'][name][m] for r in runs]) for m in metrics}
+    spread = {name: {m: seed_spread([r['accuracy'][name][m] for r in runs]) for m in metrics}
               for name in ('random', 'pixels', 'trained')}
-    gains = {b: {m: _spread([r['gain'][b][m]['gain'] for r in runs]) for m in metrics}
+    gains = {b: {m: seed_spread([r['gain'][b][m]['gain'] for r in runs]) for m in metrics}
              for b in BASELINES}
     out = dict(config=config, machine=machine, seeds=list(seeds), spread=spread,
                gain_spread=gains, runs=runs,

@@ -82,3 +82,37 @@ def test_shipped_backbone_scores_what_its_page_states():
     assert state and all(k.startswith('backbone.') for k in state)
     got = knn_from_config(load_config(osp.join(ROOT, export['config'])), ckpt, device='cpu')
     assert got == pytest.approx(export['bundled_knn'], abs=1e-9)
+
+
+def _fake_run(config: str, seed: int, trained: float, low: float) -> dict:
+    """A finished run's record as benchmark_run stores it (numbers chosen by the test)."""
+    acc = {'1-NN': trained - 4, '20-NN': trained}
+    return dict(config=config, seed=seed, data_root='d', steps=10, images_seen=1280,
+                num_images=dict(train=100, test=50), seconds=dict(train=60.0 * (seed + 1)),
+                accuracy=dict(trained=acc, random={'1-NN': 20.0, '20-NN': 25.0},
+                              pixels={'1-NN': 30.0, '20-NN': 35.0}),
+                gain={b: {m: dict(gain=acc[m] - 35.0 + (5 if m == '1-NN' else 0),
+                                  low=low, high=acc[m] - 30.0) for m in acc}
+                      for b in ('random', 'pixels')},
+                correct=dict(trained={m: [1, 0] * 25 for m in acc}))
+
+
+def test_several_seeds_give_one_spread_row_per_config():
+    from mmmsf.apis.cifar_benchmark import format_page, over_seeds, readme_table, run_key
+    a, b = BENCHMARK_CONFIGS[:2]
+    results = {run_key(a, 0): _fake_run(a, 0, 50.0, 7.5), run_key(a, 1): _fake_run(a, 1, 48.0, 5.0),
+               run_key(b, 0): _fake_run(b, 0, 54.0, 12.0)}
+    spread = over_seeds(results, [a, b], [0, 1])
+    assert list(spread) == [config_stem(a)]  # b has one seed: no spread
+    s = spread[config_stem(a)]
+    assert s['seeds'] == [0, 1] and s['trained']['20-NN']['mean'] == pytest.approx(49.0)
+    assert s['trained']['20-NN']['std'] == pytest.approx(2 ** 0.5)  # sample std of 50, 48
+    assert s['gain_pixels']['20-NN']['mean'] == pytest.approx(14.0)
+    assert s['lowest_pixels']['20-NN'] == 5.0
+    table = readme_table(results, [a, b], [0, 1], 'page.md')
+    rows = [ln for ln in table.splitlines() if ln.startswith('| `')]
+    assert len(rows) == 2  # one spread row for a, the single-seed row for b
+    assert '(2 seeds, 2 min each) | 45.0 ± 1.4 | 49.0 ± 1.4 | +14.0 ± 1.4 (lowest 95% bound ' \
+        '+5.0) |' in rows[0] and '(seed 0, 1 min)' in rows[1]
+    page = format_page(results, [a, b], [0, 1], comparison={})
+    assert '49.0 ± 1.4 (48.0 to 50.0)' in page and '| 0, 1 |' in page
