@@ -9,6 +9,7 @@ then prints the first error that happened, once, with the paths of the rest. The
 set ``MMMSF_LAUNCHER_PID`` (their own pid): the processes stop when the script is gone.
 """
 import argparse
+import atexit
 import os
 import os.path as osp
 import sys
@@ -104,16 +105,20 @@ def watch_launcher(pid: int, interval: float = 1.0) -> threading.Thread:
 
 def run_tool(main: Callable[[], None]) -> None:
     """Call ``main()``; under ``tools/dist_*.sh`` report a failure as described above, and
-    stop when the launch script is gone (``MMMSF_LAUNCHER_PID``). After a ``main()`` that
-    returns, the process group (if any) is ended on every rank together
+    stop when the launch script is gone (``MMMSF_LAUNCHER_PID``). When the process exits after
+    a ``main()`` that returned, its process group (if any) is ended on every rank together
     (:func:`end_process_group`)."""
     launcher_pid = os.environ.get('MMMSF_LAUNCHER_PID', '')
     if launcher_pid.isdigit():
         watch_launcher(int(launcher_pid))
+    if not _EXIT['registered']:
+        atexit.register(end_process_group)
+        _EXIT['registered'] = True
+    _EXIT['finished'] = False
     err_dir = os.environ.get('MMMSF_ERROR_DIR')
     if not err_dir or not osp.isdir(err_dir):
         main()
-        end_process_group()
+        _EXIT['finished'] = True
         return
     rank = int(os.environ.get('RANK', os.environ.get('LOCAL_RANK', 0)))
     sys.stdout.flush()
@@ -127,7 +132,7 @@ def run_tool(main: Callable[[], None]) -> None:
         os.close(fd)
     try:
         main()
-        end_process_group()
+        _EXIT['finished'] = True
     except SystemExit as e:  # argparse and explicit exits: their message is already printed
         if e.code not in (0, None):
             _write(err_dir, rank, f'exited with status {e.code} (message above)', '')
@@ -141,13 +146,19 @@ def run_tool(main: Callable[[], None]) -> None:
         os._exit(1)
 
 
-def end_process_group() -> None:
-    """Wait for every rank, then destroy the default process group, if one exists.
+_EXIT = dict(registered=False, finished=False)
 
-    Left to the interpreter's exit, the group's communication threads were torn down while
-    another rank could still be finishing, and a rank sometimes aborted after a finished run
-    (``terminate called without an active exception``)."""
-    if dist.is_available() and dist.is_initialized():
+
+def end_process_group() -> None:
+    """At exit (registered by :func:`run_tool`): after a ``main()`` that returned, wait for
+    every rank, then destroy the default process group, if one exists.
+
+    Left to the interpreter's teardown, the group's communication threads were destroyed
+    while another rank could still be finishing, and a rank of a finished run once aborted
+    (``terminate called without an active exception``). Nothing is done after a failed
+    ``main()`` (the other ranks may never arrive), and a process that runs several tools one
+    after another keeps its group between them."""
+    if _EXIT['finished'] and dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
 

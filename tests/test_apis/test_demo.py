@@ -102,7 +102,7 @@ def test_two_identical_demo_runs_give_identical_losses_and_knn(tmp_path):
 
 
 def test_seed_spread_table():
-    from mmmsf.apis.demo import format_seeds, _spread
+    from mmmsf.apis.demo import format_seeds, seed_spread
 
     def run(t1, g):
         acc = {'random': {'1-NN': 20.0, '20-NN': 25.0}, 'pixels': {'1-NN': 28.0, '20-NN': 27.0},
@@ -114,9 +114,9 @@ def test_seed_spread_table():
     runs = [run(30.0, 1.0), run(32.0, 2.0), run(34.0, 0.5)]
     metrics = ('1-NN', '20-NN')
     out = dict(seeds=[0, 1, 2], machine='test box', runs=runs,
-               spread={n: {m: _spread([r['accuracy'][n][m] for r in runs]) for m in metrics}
+               spread={n: {m: seed_spread([r['accuracy'][n][m] for r in runs]) for m in metrics}
                        for n in ('random', 'pixels', 'trained')},
-               gain_spread={b: {m: _spread([r['gain'][b][m]['gain'] for r in runs])
+               gain_spread={b: {m: seed_spread([r['gain'][b][m]['gain'] for r in runs])
                                 for m in metrics} for b in ('random', 'pixels')})
     text = format_seeds(out)
     assert '| MSF, trained | 32.0 ± 2.0 (30.0-34.0) | 35.0 ± 2.0 (33.0-37.0) |' in text

@@ -59,6 +59,14 @@ class EvalResultsHook(Hook):
     def results_file(self, runner) -> str:
         return self.out_file or results_path(runner.work_dir, self.kind)
 
+    def before_run(self, runner) -> None:
+        """Start from an empty history (a resume then loads the checkpoint's). mmengine names
+        a run's message hub after its config and start second, so two runs of one config
+        started within a second in one process share a hub: the second must not inherit the
+        first's validations."""
+        runner.message_hub.update_info(self.history_key, [])
+        self.history = []
+
     def after_val_epoch(self, runner, metrics: Optional[Dict[str, float]] = None) -> None:
         if not metrics:
             return
