@@ -15,6 +15,7 @@ exported to ``checkpoints/<config stem>.pth`` and scored on the bundled images, 
 table between ``<!-- cifar-hour-table:start -->`` and ``<!-- cifar-hour-table:end -->`` is
 replaced.
 """
+import glob
 import json
 import os
 import os.path as osp
@@ -69,6 +70,35 @@ def add_result(path: str, key: str, record: Dict) -> Dict:
     return results
 
 
+def step_minutes(record: Dict) -> float:
+    """Minutes of training steps of a run, from mmengine's logs in its work dir: each logged
+    iteration's mean step time times the steps since the previous logged one, over every
+    attempt of a resumed run (where attempts overlap, the later one counts). Validation and
+    checkpoint writing are left out, and the time of an earlier attempt is kept when the run
+    is resumed or scored again. Without logs: the wall time of the last attempt."""
+    times: Dict[int, float] = {}
+    pattern = osp.join(glob.escape(record['work_dir']), '*', 'vis_data', 'scalars.json')
+    for path in sorted(glob.glob(pattern)):  # timestamp folders: oldest first
+        with open(path) as f:
+            for line in f:
+                entry = json.loads(line)
+                if 'lr' in entry and 'time' in entry:  # a training iteration's entry
+                    times[int(entry['step'])] = float(entry['time'])
+    if not times:
+        return record['seconds']['train'] / 60
+    total, previous = 0.0, 0
+    for step in sorted(times):
+        total += times[step] * (step - previous)
+        previous = step
+    return total / 60
+
+
+def same_data_root(a: Optional[str], b: Optional[str]) -> bool:
+    """Two spellings of one data root (relative or absolute, links) are the same."""
+    return a == b or (a is not None and b is not None
+                      and osp.realpath(a) == osp.realpath(b))
+
+
 def benchmark_run(config: str, seed: int, work_dir: str, data_root: Optional[str],
                   cfg_options: Optional[dict] = None) -> Dict:
     """Train one config / seed (resuming its work dir if interrupted) and score it."""
@@ -121,7 +151,7 @@ def over_seeds(results: Dict, configs: Sequence[str],
         metrics = list(runs[0]['accuracy']['trained'])
         out[config_stem(c)] = dict(
             seeds=[r['seed'] for r in runs],
-            train_minutes=seed_spread([r['seconds']['train'] / 60 for r in runs]),
+            step_minutes=seed_spread([step_minutes(r) for r in runs]),
             trained={m: seed_spread([r['accuracy']['trained'][m] for r in runs])
                      for m in metrics},
             gain_pixels={m: seed_spread([r['gain']['pixels'][m]['gain'] for r in runs])
@@ -161,9 +191,10 @@ def format_page(results: Dict, configs: Sequence[str], seeds: Sequence[int],
              'frozen, L2-normalised backbone features, unweighted vote; memory = the '
              f"{n['train']:,} training images, queries = the {n['test']:,} test images "
              f"(data root `{runs[0]['data_root'] or 'the config default'}`). Intervals: 95% "
-             'paired bootstrap over the test images.'
+             'paired bootstrap over the test images. Step min: minutes of training steps from '
+             "the run's logs (online kNN validations and checkpoints not counted)."
              + (f' Machine: {machine}.' if machine else ''), '',
-             '| run | seed | images seen | train min | ' + ' | '.join(metrics)
+             '| run | seed | images seen | step min | ' + ' | '.join(metrics)
              + ' | ' + ' | '.join(f'gain over {NAMES[b]} ({m})' for b in BASELINES
                                   for m in metrics) + ' |',
              '|---|---|---|---|' + '---|' * (len(metrics) * (1 + len(BASELINES)))]
@@ -177,7 +208,7 @@ def format_page(results: Dict, configs: Sequence[str], seeds: Sequence[int],
     for r in runs:
         lines.append(
             f"| `{config_stem(r['config'])}` | {r['seed']} | {r['images_seen']:,} | "
-            f"{r['seconds']['train'] / 60:.1f} | "
+            f"{step_minutes(r):.1f} | "
             + ' | '.join(f"**{r['accuracy']['trained'][m]:.1f}**" for m in metrics) + ' | '
             + ' | '.join(_cell(r['gain'][b][m]) for b in BASELINES for m in metrics) + ' |')
     if comparison:
@@ -249,7 +280,7 @@ def readme_table(results: Dict, configs: Sequence[str], seeds: Sequence[int], pa
     spread = over_seeds(results, configs, seeds)
     for stem, s in spread.items():  # one row per config run with several seeds
         lines.append(f"| `{stem}` ({len(s['seeds'])} seeds, "
-                     f"{s['train_minutes']['mean']:.0f} min each) | "
+                     f"{s['step_minutes']['mean']:.0f} min of steps each) | "
                      + ' | '.join(f"{s['trained'][m]['mean']:.1f} ± {s['trained'][m]['std']:.1f}"
                                   for m in metrics)
                      + f" | {s['gain_pixels'][m20]['mean']:+.1f} ± "
@@ -259,7 +290,7 @@ def readme_table(results: Dict, configs: Sequence[str], seeds: Sequence[int], pa
         if config_stem(r['config']) in spread:
             continue
         lines.append(f"| `{config_stem(r['config'])}` (seed {r['seed']}, "
-                     f"{r['seconds']['train'] / 60:.0f} min) | "
+                     f"{step_minutes(r):.0f} min of steps) | "
                      + ' | '.join(f"{r['accuracy']['trained'][m]:.1f}" for m in metrics)
                      + f" | {_cell(r['gain']['pixels'][m20])} |")
     lines += ['', f'Written by `python tools/cifar_benchmark.py`; details: [{page}]({page}).']
@@ -292,7 +323,7 @@ def run_cifar_benchmark(configs: Sequence[str] = BENCHMARK_CONFIGS, seeds: Seque
     for config in configs:
         for seed in seeds:
             key = run_key(config, seed)
-            if key in results and results[key].get('data_root') == data_root:
+            if key in results and same_data_root(results[key].get('data_root'), data_root):
                 print(f'[cifar-benchmark] {key}: done earlier (kept in {path})', flush=True)
                 continue
             print(f'[cifar-benchmark] {key}: training', flush=True)

@@ -88,6 +88,7 @@ def _fake_run(config: str, seed: int, trained: float, low: float) -> dict:
     """A finished run's record as benchmark_run stores it (numbers chosen by the test)."""
     acc = {'1-NN': trained - 4, '20-NN': trained}
     return dict(config=config, seed=seed, data_root='d', steps=10, images_seen=1280,
+                work_dir=f'/nonexistent/{seed}',
                 num_images=dict(train=100, test=50), seconds=dict(train=60.0 * (seed + 1)),
                 accuracy=dict(trained=acc, random={'1-NN': 20.0, '20-NN': 25.0},
                               pixels={'1-NN': 30.0, '20-NN': 35.0}),
@@ -112,7 +113,25 @@ def test_several_seeds_give_one_spread_row_per_config():
     table = readme_table(results, [a, b], [0, 1], 'page.md')
     rows = [ln for ln in table.splitlines() if ln.startswith('| `')]
     assert len(rows) == 2  # one spread row for a, the single-seed row for b
-    assert '(2 seeds, 2 min each) | 45.0 ± 1.4 | 49.0 ± 1.4 | +14.0 ± 1.4 (lowest 95% bound ' \
-        '+5.0) |' in rows[0] and '(seed 0, 1 min)' in rows[1]
+    assert '(2 seeds, 2 min of steps each) | 45.0 ± 1.4 | 49.0 ± 1.4 | +14.0 ± 1.4 (lowest 95% bound ' \
+        '+5.0) |' in rows[0] and '(seed 0, 1 min of steps)' in rows[1]
     page = format_page(results, [a, b], [0, 1], comparison={})
     assert '49.0 ± 1.4 (48.0 to 50.0)' in page and '| 0, 1 |' in page
+
+
+def test_step_minutes_count_every_attempt_of_a_resumed_run(tmp_path):
+    from mmmsf.apis.cifar_benchmark import same_data_root, step_minutes
+    for stamp, entries in (('20260101_000000', [(50, 0.6), (100, 0.6), (150, 0.6)]),
+                           ('20260101_010000', [(150, 1.2), (200, 1.2)]),  # resumed at 100
+                           ('20260101_020000', [])):  # scored again: no step
+        vis = tmp_path / stamp / 'vis_data'
+        vis.mkdir(parents=True)
+        lines = [json.dumps(dict(step=s, lr=0.1, time=t)) for s, t in entries]
+        lines.append(json.dumps({'step': 1, 'knn/top1@1': 10.0, 'time': 99.0}))  # validation
+        (vis / 'scalars.json').write_text('\n'.join(lines) + '\n')
+    record = dict(work_dir=str(tmp_path), seconds=dict(train=1.0))
+    # 50 x 0.6 + 50 x 0.6 + 50 x 1.2 (the later attempt's step 150) + 50 x 1.2
+    assert step_minutes(record) == pytest.approx((30 + 30 + 60 + 60) / 60)
+    assert step_minutes(dict(work_dir=str(tmp_path / 'none'), seconds=dict(train=120.0))) == 2.0
+    assert same_data_root(str(tmp_path), str(tmp_path / 'x' / '..'))
+    assert not same_data_root(str(tmp_path), str(tmp_path / 'x')) and same_data_root(None, None)
