@@ -15,11 +15,11 @@ exported to ``checkpoints/<config stem>.pth`` and scored on the bundled images, 
 table between ``<!-- cifar-hour-table:start -->`` and ``<!-- cifar-hour-table:end -->`` is
 replaced.
 """
+import fcntl
 import glob
 import json
 import os
 import os.path as osp
-import fcntl
 import re
 from typing import Dict, List, Optional, Sequence
 
@@ -145,7 +145,7 @@ def over_seeds(results: Dict, configs: Sequence[str],
     pixels, and the lowest 95% interval bound of those gains of any seed."""
     out = {}
     for c in configs:
-        runs = [results[run_key(c, s)] for s in seeds if run_key(c, s) in results]
+        runs = finished_runs(results, [c], seeds)
         if len(runs) < 2:
             continue
         metrics = list(runs[0]['accuracy']['trained'])
@@ -177,10 +177,11 @@ def compare_first_two(results: Dict, configs: Sequence[str],
 
 
 def format_page(results: Dict, configs: Sequence[str], seeds: Sequence[int],
-                comparison: Dict[str, Dict[str, Dict]], curves: Optional[str] = None,
-                machine: str = '') -> str:
-    """The results page: per run the kNN table, gains with intervals, and ``comparison``
-    (:func:`compare_first_two`: the k = 5 vs k = 1 rows)."""
+                comparison: Dict[str, Dict[str, Dict]], spread: Dict[str, Dict],
+                curves: Optional[str] = None, machine: str = '') -> str:
+    """The results page: per run the kNN table, gains with intervals, ``comparison``
+    (:func:`compare_first_two`: the k = 5 vs k = 1 rows) and ``spread``
+    (:func:`over_seeds`)."""
     runs = finished_runs(results, configs, seeds)
     if not runs:
         raise ValueError('no finished benchmark run to report.')
@@ -221,7 +222,6 @@ def format_page(results: Dict, configs: Sequence[str], seeds: Sequence[int],
             lines.append(f'| mean ± std ({len(comparison)} seeds) | ' + ' | '.join(
                 _spread_cell(seed_spread([c[m]['gain'] for c in comparison.values()]), '+')
                 for m in metrics) + ' |')
-    spread = over_seeds(results, configs, seeds)
     if spread:
         lines += ['', 'Over seeds: mean ± sample std (min to max); the last columns: the lowest '
                   'lower bound of the 95% interval of any seed.', '',
@@ -250,14 +250,15 @@ def format_page(results: Dict, configs: Sequence[str], seeds: Sequence[int],
 
 
 def summary(results: Dict, configs: Sequence[str], seeds: Sequence[int],
-            comparison: Dict[str, Dict[str, Dict]], machine: str = '') -> Dict:
+            comparison: Dict[str, Dict[str, Dict]], spread: Dict[str, Dict],
+            machine: str = '') -> Dict:
     """What the page states, as JSON (next to the page): per run the accuracies, gains and
     timings (no per-image vectors), the k = 5 vs k = 1 comparison and the shipped backbone."""
     keys = ('config', 'seed', 'data_root', 'accuracy', 'gain', 'num_images', 'steps',
             'images_seen', 'seconds')
     runs = {run_key(r['config'], r['seed']): {k: r[k] for k in keys}
             for r in finished_runs(results, configs, seeds)}
-    out = dict(machine=machine, runs=runs, over_seeds=over_seeds(results, configs, seeds))
+    out = dict(machine=machine, runs=runs, over_seeds=spread)
     if len(configs) >= 2:
         out['first_minus_second'] = comparison
     if '_export' in results:
@@ -265,8 +266,10 @@ def summary(results: Dict, configs: Sequence[str], seeds: Sequence[int],
     return out
 
 
-def readme_table(results: Dict, configs: Sequence[str], seeds: Sequence[int], page: str) -> str:
-    """The short table the README quotes between its markers."""
+def readme_table(results: Dict, configs: Sequence[str], seeds: Sequence[int],
+                 spread: Dict[str, Dict], page: str) -> str:
+    """The short table the README quotes between its markers (``spread``: :func:`over_seeds`;
+    one row per config with several seeds)."""
     runs = finished_runs(results, configs, seeds)
     metrics = list(runs[0]['accuracy']['trained'])
     base = runs[0]
@@ -277,7 +280,6 @@ def readme_table(results: Dict, configs: Sequence[str], seeds: Sequence[int], pa
              '| raw pixels | ' + ' | '.join(f"{base['accuracy']['pixels'][m]:.1f}"
                                            for m in metrics) + ' | |']
     m20 = metrics[-1]
-    spread = over_seeds(results, configs, seeds)
     for stem, s in spread.items():  # one row per config run with several seeds
         lines.append(f"| `{stem}` ({len(s['seeds'])} seeds, "
                      f"{s['step_minutes']['mean']:.0f} min of steps each) | "
@@ -346,14 +348,16 @@ def run_cifar_benchmark(configs: Sequence[str] = BENCHMARK_CONFIGS, seeds: Seque
         dirs = [results[run_key(c, s)]['work_dir'] for c in configs for s in seeds]
         plot_training_curves(dirs, curves, [run_key(c, s) for c in configs for s in seeds])
         comparison = compare_first_two(results, configs, seeds)
+        spread = over_seeds(results, configs, seeds)
         with open(page, 'w') as f:
-            f.write(format_page(results, configs, seeds, comparison, curves, machine))
-        save_results(summary(results, configs, seeds, comparison, machine),
+            f.write(format_page(results, configs, seeds, comparison, spread, curves, machine))
+        save_results(summary(results, configs, seeds, comparison, spread, machine),
                      osp.splitext(page)[0] + '.json')
-    if readme and page:
-        with open(readme) as f:
-            text = f.read()
-        rel = osp.relpath(page, osp.dirname(osp.abspath(readme)))
-        with open(readme, 'w') as f:
-            f.write(replace_between_markers(text, readme_table(results, configs, seeds, rel)))
+        if readme:
+            with open(readme) as f:
+                text = f.read()
+            rel = osp.relpath(page, osp.dirname(osp.abspath(readme)))
+            with open(readme, 'w') as f:
+                f.write(replace_between_markers(
+                    text, readme_table(results, configs, seeds, spread, rel)))
     return results

@@ -110,12 +110,12 @@ def test_several_seeds_give_one_spread_row_per_config():
     assert s['trained']['20-NN']['std'] == pytest.approx(2 ** 0.5)  # sample std of 50, 48
     assert s['gain_pixels']['20-NN']['mean'] == pytest.approx(14.0)
     assert s['lowest_pixels']['20-NN'] == 5.0
-    table = readme_table(results, [a, b], [0, 1], 'page.md')
+    table = readme_table(results, [a, b], [0, 1], spread, 'page.md')
     rows = [ln for ln in table.splitlines() if ln.startswith('| `')]
     assert len(rows) == 2  # one spread row for a, the single-seed row for b
     assert '(2 seeds, 2 min of steps each) | 45.0 ± 1.4 | 49.0 ± 1.4 | +14.0 ± 1.4 (lowest 95% bound ' \
         '+5.0) |' in rows[0] and '(seed 0, 1 min of steps)' in rows[1]
-    page = format_page(results, [a, b], [0, 1], comparison={})
+    page = format_page(results, [a, b], [0, 1], comparison={}, spread=spread)
     assert '49.0 ± 1.4 (48.0 to 50.0)' in page and '| 0, 1 |' in page
 
 
