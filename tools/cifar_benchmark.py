@@ -19,7 +19,7 @@ from mmmsf.apis.cli import default_argument_parser
 from mmmsf.utils.machine import machine_name
 
 
-def main():
+def parse_args(argv=None):
     p = default_argument_parser(__doc__, config=False, work_dir=True)
     p.set_defaults(work_dir='work_dirs/cifar_benchmark')
     p.add_argument('--configs', nargs='+', default=list(BENCHMARK_CONFIGS),
@@ -30,7 +30,11 @@ def main():
     p.add_argument('--checkpoint-dir', default='checkpoints')
     p.add_argument('--no-export', action='store_true', help='do not write checkpoints/')
     p.add_argument('--readme', help='fill this README\'s cifar-hour table (e.g. README.md)')
-    args = p.parse_args()
+    return p.parse_args(argv)
+
+
+def main():
+    args = parse_args()
     export = not args.no_export and bool(args.page)
     run_cifar_benchmark(args.configs, args.seeds, args.data_root, args.work_dir, args.page or None,
                         args.checkpoint_dir if export else None, args.readme,

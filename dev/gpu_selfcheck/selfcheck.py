@@ -143,10 +143,11 @@ def _check_self(args: List[str]) -> Optional[str]:
     return None
 
 
-def _sibling(name: str):
-    """The script ``<name>.py`` beside this one, loaded as a module."""
-    spec = importlib.util.spec_from_file_location(f'gpu_selfcheck_{name}',
-                                                  osp.join(HERE, f'{name}.py'))
+def _script(path: str):
+    """The script ``path`` (relative to the checkout) loaded as a module, e.g. for its
+    ``parse_args``."""
+    name = 'selfcheck_' + osp.splitext(path)[0].replace('/', '_').replace('-', '_')
+    spec = importlib.util.spec_from_file_location(name, osp.join(ROOT, path))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -157,7 +158,7 @@ def _check_study(args: List[str]) -> Optional[str]:
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):
-            ns = _sibling('study').parse_args(args)
+            ns = _script(STUDY_SCRIPT).parse_args(args)
     except SystemExit:
         return f'{STUDY_SCRIPT} rejects {" ".join(args)}: {err.getvalue().strip()}'
     if ns.cmd == 'plan':
@@ -165,35 +166,24 @@ def _check_study(args: List[str]) -> Optional[str]:
     return None
 
 
-def _check_configs(configs: List[str], pairs: Optional[List[str]]) -> Optional[str]:
-    from mmmsf.apis.config import DictAction, load_config
-    opts = None
-    if pairs:
-        p = argparse.ArgumentParser()
-        p.add_argument('--cfg-options', nargs='+', action=DictAction)
-        opts = p.parse_args(['--cfg-options', *pairs]).cfg_options
+def _check_configs(configs: List[str], opts: Optional[Dict]) -> Optional[str]:
+    """None if every config loads with the ``--cfg-options`` ``opts`` (as parsed)."""
+    from mmmsf.apis.config import load_config
     for c in configs:
         try:
             load_config(c, opts)
         except Exception as e:  # noqa: BLE001 -- the config's problem is the step's problem
-            return f'{c} does not load with {" ".join(pairs or [])}: {type(e).__name__}: {e}'
+            return f'{c} does not load with {opts or {}}: {type(e).__name__}: {e}'
     return None
 
 
 def _check_cifar_benchmark(args: List[str]) -> Optional[str]:
-    """The study's command: known flags, and every config loads with its --cfg-options."""
-    known = {'--data-root': 1, '--configs': '+', '--seeds': '+', '--work-dir': 1, '--page': 1,
-             '--checkpoint-dir': 1, '--no-export': 0, '--readme': 1, '--cfg-options': '+'}
-    p = argparse.ArgumentParser(prog='tools/cifar_benchmark.py', add_help=False)
-    for flag, n in known.items():
-        if n == 0:
-            p.add_argument(flag, action='store_true')
-        else:
-            p.add_argument(flag, nargs=None if n == 1 else n)
+    """The study's command: the tool's own parser accepts it, and every config loads with its
+    --cfg-options."""
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):
-            ns = p.parse_args(args)
+            ns = _script('tools/cifar_benchmark.py').parse_args(args)
     except SystemExit:
         return f'tools/cifar_benchmark.py rejects {" ".join(args)}: {err.getvalue().strip()}'
     return _check_configs(ns.configs or [], ns.cfg_options)

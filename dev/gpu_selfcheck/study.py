@@ -20,7 +20,7 @@ import os
 import os.path as osp
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 MIB = 1 << 20
 PART_BYTES = 16 * MIB - 4096  # what comes back: at most 16 MiB a file
@@ -139,16 +139,8 @@ def export(work_dir: str, out_dir: str, max_parts: int = 3) -> Dict:
     return info
 
 
-def _options(pairs: Optional[List[str]]) -> Optional[Dict]:
-    if not pairs:
-        return None
-    from mmmsf.apis.config import DictAction
-    p = argparse.ArgumentParser()
-    p.add_argument('--cfg-options', nargs='+', action=DictAction)
-    return p.parse_args(['--cfg-options', *pairs]).cfg_options
-
-
 def parse_args(argv=None) -> argparse.Namespace:
+    from mmmsf.apis.config import DictAction
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     sub = p.add_subparsers(dest='cmd', required=True)
     a = sub.add_parser('plan', help='probe step and loader; epochs that fit --seconds')
@@ -158,7 +150,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     a.add_argument('--max-epochs', type=int, default=None)
     a.add_argument('--steps', type=int, default=10, help='timed training steps')
     a.add_argument('--loader-batches', type=int, default=30, help='timed loader batches')
-    a.add_argument('--cfg-options', nargs='+', default=None, metavar='KEY=VALUE')
+    a.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE')
     a.add_argument('--out', required=True)
     e = sub.add_parser('export', help='float16 backbones of WORK_DIR\'s runs into OUT_DIR')
     e.add_argument('work_dir')
@@ -172,7 +164,7 @@ def main(argv=None) -> int:
     if args.cmd == 'plan':
         import torch
         torch.set_num_threads(int(os.environ.get('OMP_NUM_THREADS') or os.cpu_count() or 1))
-        res = plan(args.config, args.data_root, _options(args.cfg_options), args.seconds,
+        res = plan(args.config, args.data_root, args.cfg_options, args.seconds,
                    args.max_epochs, args.steps, args.loader_batches)
     else:
         res = export(args.work_dir, args.out_dir, args.max_parts)
