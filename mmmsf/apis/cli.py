@@ -103,6 +103,10 @@ def watch_launcher(pid: int, interval: float = 1.0) -> threading.Thread:
     return thread
 
 
+# whether run_tool registered end_process_group, and whether the last main() returned
+_EXIT = dict(registered=False, finished=False)
+
+
 def run_tool(main: Callable[[], None]) -> None:
     """Call ``main()``; under ``tools/dist_*.sh`` report a failure as described above, and
     stop when the launch script is gone (``MMMSF_LAUNCHER_PID``). When the process exits after
@@ -144,9 +148,6 @@ def run_tool(main: Callable[[], None]) -> None:
         _write(err_dir, rank, one_line(f'{type(e).__name__}: {text}'), traceback.format_exc())
         sys.stderr.flush()
         os._exit(1)
-
-
-_EXIT = dict(registered=False, finished=False)
 
 
 def end_process_group() -> None:

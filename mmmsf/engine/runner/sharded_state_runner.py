@@ -21,9 +21,9 @@ from mmengine.dist import get_world_size
 from mmengine.runner import Runner
 
 from mmmsf.registry import RUNNERS
-from .knn_val_loop import use_rank0_norm_statistics
 from mmmsf.utils.misc import get_ori_model
 from mmmsf.utils.sharded_state import full_state, split_modules
+from .knn_val_loop import use_rank0_norm_statistics
 
 
 @RUNNERS.register_module()
